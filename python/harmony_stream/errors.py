@@ -1,0 +1,77 @@
+"""Exceptions raised by harmony-stream.
+
+Every exception derives from :class:`HarmonyStreamError`. Errors about token
+streams also derive from :class:`ValueError`, so code written for
+``openai_harmony`` (which raises ``HarmonyError(ValueError)``) keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HarmonyError",
+    "HarmonyStreamError",
+    "InvalidTokenError",
+    "VocabError",
+    "VocabFormatError",
+    "VocabHashError",
+    "VocabNotFoundError",
+]
+
+
+class HarmonyStreamError(Exception):
+    """Base class of every harmony-stream error."""
+
+
+class HarmonyError(HarmonyStreamError, ValueError):
+    """Malformed Harmony (strict mode) or an unusable token.
+
+    Attributes:
+        token_index: index of the offending token in the stream (for end of
+            stream: the number of tokens seen). The token was not consumed and
+            the parser is unchanged.
+        kind: a stable snake_case name of the rule that was broken, e.g.
+            ``"unexpected_token"``, ``"unknown_role"``, ``"invalid_token"``.
+    """
+
+    def __init__(self, message: str, *, token_index: int, kind: str) -> None:
+        super().__init__(message)
+        self.token_index = token_index
+        self.kind = kind
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
+
+class InvalidTokenError(HarmonyError):
+    """A token id outside the ``o200k_harmony`` vocabulary.
+
+    Attributes:
+        token: the id that was given.
+    """
+
+    def __init__(self, message: str, *, token_index: int, token: int) -> None:
+        super().__init__(message, token_index=token_index, kind="invalid_token")
+        self.token = token
+
+
+class VocabError(HarmonyStreamError):
+    """The vocabulary could not be loaded."""
+
+
+class VocabNotFoundError(VocabError, FileNotFoundError):
+    """No ``o200k_base.tiktoken`` was found; the message says where to put it."""
+
+
+class VocabHashError(VocabError, ValueError):
+    """A vocabulary whose SHA-256 is not the one gpt-oss uses."""
+
+
+class VocabFormatError(VocabError, ValueError):
+    """Bytes that are not a tiktoken BPE file."""
+
+
+def _rebuild(cls: type[HarmonyError], message: str, attrs: dict[str, object]) -> HarmonyError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    exc.__dict__.update(attrs)
+    return exc

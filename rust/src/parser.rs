@@ -1,0 +1,549 @@
+//! The streaming Harmony parser: one token in, at most one content delta out.
+//!
+//! Strict mode behaves like openai-harmony 0.0.8's `StreamableParser` with
+//! `strict=True`: same messages, same per-token deltas, an error at the same
+//! token. Lenient mode (the default for serving) behaves like its
+//! `strict=False` mode wherever that one succeeds, except for three fixes
+//! ([`RecoveryKind::ConstrainAsRecipient`], [`RecoveryKind::ChannelNormalized`],
+//! [`RecoveryKind::RepeatedStart`]); where openai-harmony raises, lenient mode
+//! recovers and records a [`Recovery`].
+//!
+//! Cost per token is constant: content is appended to one `String`, header
+//! tokens are decoded once at `<|message|>`, nothing is re-encoded.
+
+use std::sync::Arc;
+
+use crate::error::{Error, ParseErrorKind, Result};
+use crate::header::{fix_quirks, parse_lenient, parse_strict};
+use crate::message::{EndToken, Header, Message, Recovery, RecoveryKind, Role};
+use crate::vocab::{special, Vocab};
+
+const REPLACEMENT: &str = "\u{FFFD}";
+
+/// Where the parser is in the message grammar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamState {
+    /// Waiting for `<|start|>`.
+    ExpectStart,
+    /// Inside a header, waiting for `<|message|>`.
+    Header,
+    /// Inside message content, waiting for a stop token.
+    Content,
+}
+
+impl StreamState {
+    /// `"ExpectStart"`, `"Header"` or `"Content"` (openai-harmony's names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ExpectStart => "ExpectStart",
+            Self::Header => "Header",
+            Self::Content => "Content",
+        }
+    }
+}
+
+/// What one token did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Step {
+    /// A header was completed: a new message's content starts.
+    pub header_done: bool,
+    /// Content text was added; read it with [`Parser::last_content_delta`].
+    pub delta: bool,
+    /// A message was completed and appended to [`Parser::messages`].
+    pub message_done: bool,
+}
+
+/// Why a header ended without `<|message|>` (lenient mode).
+#[derive(Clone, Copy)]
+enum HeaderCut {
+    Stop(u32),
+    Start,
+    Eos,
+}
+
+fn end_token(token: u32) -> Option<EndToken> {
+    match token {
+        special::END => Some(EndToken::End),
+        special::CALL => Some(EndToken::Call),
+        special::RETURN => Some(EndToken::Return),
+        _ => None,
+    }
+}
+
+/// Streaming parser over completion tokens.
+#[derive(Debug, Clone)]
+pub struct Parser {
+    vocab: Arc<Vocab>,
+    strict: bool,
+    default_role: Role,
+    next_role: Option<Role>,
+    state: StreamState,
+    header_tokens: Vec<u32>,
+    header_implicit: bool,
+    header: Header,
+    content: String,
+    pending: Vec<u8>,
+    last_delta: Option<(usize, usize)>,
+    messages: Vec<Message>,
+    recoveries: Vec<Recovery>,
+    index: usize,
+    last_closed_at: Option<usize>,
+}
+
+impl Parser {
+    /// A parser for completion tokens. With `role` given (a prompt that ends in
+    /// `<|start|>{role}`), it starts inside the header; without, it expects `<|start|>`.
+    pub fn new(vocab: Arc<Vocab>, role: Option<Role>, strict: bool) -> Self {
+        Self {
+            vocab,
+            strict,
+            default_role: role.unwrap_or(Role::Assistant),
+            next_role: role,
+            state: if role.is_some() {
+                StreamState::Header
+            } else {
+                StreamState::ExpectStart
+            },
+            header_tokens: Vec::new(),
+            header_implicit: false,
+            header: Header::new(role.unwrap_or(Role::Assistant)),
+            content: String::new(),
+            pending: Vec::new(),
+            last_delta: None,
+            messages: Vec::new(),
+            recoveries: Vec::new(),
+            index: 0,
+            last_closed_at: None,
+        }
+    }
+
+    /// Checks that every id is in the vocabulary, without changing anything.
+    pub fn validate(&self, tokens: &[u32]) -> Result<()> {
+        for (i, &t) in tokens.iter().enumerate() {
+            if !self.vocab.contains(t) {
+                return Err(self.invalid_token(self.index + i, i64::from(t)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The error for an id outside the vocabulary (also used by bindings for
+    /// ids that do not fit in `u32`).
+    pub fn invalid_token(&self, index: usize, token: i64) -> Error {
+        Error::InvalidToken {
+            index,
+            token,
+            n_regular: self.vocab.n_regular(),
+        }
+    }
+
+    /// Consumes one token. On error nothing changes and the token is not consumed.
+    pub fn process(&mut self, token: u32) -> Result<Step> {
+        if !self.vocab.contains(token) {
+            return Err(self.invalid_token(self.index, i64::from(token)));
+        }
+        self.last_delta = None;
+        let step = match self.state {
+            StreamState::ExpectStart => self.on_expect_start(token)?,
+            StreamState::Header => self.on_header(token)?,
+            StreamState::Content => self.on_content(token),
+        };
+        self.index += 1;
+        Ok(step)
+    }
+
+    /// Consumes tokens until the end or the first error (whose index says how
+    /// many were consumed). Ids are all checked first: an unknown id consumes none.
+    pub fn process_many(&mut self, tokens: &[u32]) -> Result<()> {
+        self.validate(tokens)?;
+        for &t in tokens {
+            self.process(t)?;
+        }
+        Ok(())
+    }
+
+    /// End of stream: closes an open message (its undecodable tail becomes U+FFFD).
+    /// Strict mode fails inside a header, as openai-harmony does.
+    pub fn process_eos(&mut self) -> Result<Step> {
+        let step = match self.state {
+            StreamState::ExpectStart => Step::default(),
+            StreamState::Header if self.strict => {
+                return Err(Error::Parse {
+                    index: self.index,
+                    kind: ParseErrorKind::UnexpectedEos,
+                    message: "Unexpected EOS while waiting for message header to complete".into(),
+                });
+            }
+            StreamState::Header => self.cut_header(HeaderCut::Eos),
+            StreamState::Content => self.close_message(EndToken::Eos),
+        };
+        self.last_delta = None;
+        Ok(step)
+    }
+
+    fn on_expect_start(&mut self, token: u32) -> Result<Step> {
+        if token == special::START {
+            self.begin_header(false);
+            return Ok(Step::default());
+        }
+        if self.strict {
+            return Err(Error::Parse {
+                index: self.index,
+                kind: ParseErrorKind::UnexpectedToken,
+                message: format!(
+                    "Unexpected token {token} while expecting start token {}",
+                    special::START
+                ),
+            });
+        }
+        if let Some(end) = end_token(token) {
+            let detail = self.absorb_stray_stop(end);
+            self.recover(RecoveryKind::StrayStopToken, detail);
+            return Ok(Step::default());
+        }
+        self.recover(
+            RecoveryKind::MissingStart,
+            format!(
+                "token {token} where <|start|> was expected; assumed <|start|>{}",
+                self.default_role.as_str()
+            ),
+        );
+        self.begin_header(true);
+        self.next_role = Some(self.default_role);
+        self.on_header(token)
+    }
+
+    /// A stop token right after a message ended in `<|end|>` upgrades that end.
+    fn absorb_stray_stop(&mut self, end: EndToken) -> String {
+        let follows_end = self.last_closed_at.is_some_and(|i| i + 1 == self.index);
+        if let (true, EndToken::Call | EndToken::Return, Some(last)) =
+            (follows_end, end, self.messages.last_mut())
+        {
+            if last.end == EndToken::End {
+                last.end = end;
+                self.last_closed_at = Some(self.index);
+                return format!(
+                    "<|{}|> right after <|end|>: taken as the end of the previous message",
+                    end.as_str()
+                );
+            }
+        }
+        format!("<|{}|> outside a message ignored", end.as_str())
+    }
+
+    fn begin_header(&mut self, implicit: bool) {
+        self.state = StreamState::Header;
+        self.header_tokens.clear();
+        self.header_implicit = implicit;
+    }
+
+    fn on_header(&mut self, token: u32) -> Result<Step> {
+        if token == special::MESSAGE {
+            let header = self.finish_header()?;
+            self.header = header;
+            self.next_role = None;
+            self.header_tokens.clear();
+            self.content.clear();
+            self.pending.clear();
+            self.state = StreamState::Content;
+            return Ok(Step {
+                header_done: true,
+                ..Step::default()
+            });
+        }
+        if !self.strict {
+            if end_token(token).is_some() {
+                return Ok(self.cut_header(HeaderCut::Stop(token)));
+            }
+            if token == special::START {
+                return Ok(self.cut_header(HeaderCut::Start));
+            }
+        }
+        self.header_tokens.push(token);
+        Ok(Step::default())
+    }
+
+    fn header_text_lossy(&self) -> String {
+        let mut bytes = Vec::with_capacity(self.header_tokens.len() * 4);
+        for &t in &self.header_tokens {
+            bytes.extend_from_slice(self.vocab.token_bytes(t).unwrap_or_default());
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn header_text(&self) -> Option<String> {
+        let mut bytes = Vec::with_capacity(self.header_tokens.len() * 4);
+        for &t in &self.header_tokens {
+            bytes.extend_from_slice(self.vocab.token_bytes(t).unwrap_or_default());
+        }
+        String::from_utf8(bytes).ok()
+    }
+
+    /// Parses the header at `<|message|>` without changing state.
+    fn finish_header(&mut self) -> Result<Header> {
+        let strict_err = |kind, message| Error::Parse {
+            index: self.index,
+            kind,
+            message,
+        };
+        let text = match (self.header_text(), self.strict) {
+            (Some(t), _) => t,
+            (None, true) => {
+                return Err(strict_err(
+                    ParseErrorKind::HeaderNotUtf8,
+                    "could not decode header: invalid UTF-8".into(),
+                ))
+            }
+            (None, false) => self.header_text_lossy(),
+        };
+        let parsed = parse_strict(&text, self.next_role, true);
+        let mut header = match (parsed, self.strict) {
+            (Ok((h, None)), _) => h,
+            (Ok((_, Some(rest))), true) => {
+                return Err(strict_err(
+                    ParseErrorKind::TrailingHeaderText,
+                    format!("unexpected tokens remaining in message header: {rest:?}"),
+                ))
+            }
+            (Err(e), true) => return Err(strict_err(e.kind, e.message)),
+            (Ok((_, Some(_))), false) | (Err(_), false) => {
+                let (h, junk) = parse_lenient(&text, self.next_role, self.default_role);
+                self.recover(
+                    RecoveryKind::MalformedHeader,
+                    format!("header {text:?} parsed leniently; ignored: {junk:?}"),
+                );
+                h
+            }
+        };
+        if !self.strict {
+            self.apply_fixes(&mut header);
+        }
+        Ok(header)
+    }
+
+    fn apply_fixes(&mut self, header: &mut Header) {
+        let fixes = fix_quirks(header);
+        if let Some(ct) = fixes.constrain_as_recipient {
+            self.recover(
+                RecoveryKind::ConstrainAsRecipient,
+                format!("{ct:?} taken as content type, not recipient"),
+            );
+        }
+        if let Some((before, after)) = fixes.channel {
+            self.recover(
+                RecoveryKind::ChannelNormalized,
+                format!("channel {before:?} read as {after:?}"),
+            );
+        }
+    }
+
+    /// Lenient mode: a header ended without `<|message|>`.
+    fn cut_header(&mut self, cut: HeaderCut) -> Step {
+        let mut step = Step::default();
+        let what = match cut {
+            HeaderCut::Stop(t) => format!("<|{}|>", end_token(t).map_or("?", EndToken::as_str)),
+            HeaderCut::Start => "<|start|>".to_string(),
+            HeaderCut::Eos => "end of stream".to_string(),
+        };
+        if self.header_tokens.is_empty() {
+            match cut {
+                HeaderCut::Start => self.recover(
+                    RecoveryKind::RepeatedStart,
+                    "repeated <|start|> ignored".into(),
+                ),
+                HeaderCut::Stop(_) => self.recover(
+                    RecoveryKind::HeaderWithoutMessage,
+                    format!("empty header closed by {what}"),
+                ),
+                HeaderCut::Eos => {}
+            }
+        } else {
+            let has_special = self.header_tokens.iter().any(|&t| self.vocab.is_special(t));
+            let end = match cut {
+                HeaderCut::Stop(t) => end_token(t).unwrap_or(EndToken::Eos),
+                _ => EndToken::Eos,
+            };
+            if self.header_implicit && !has_special {
+                // Plain text where a message start was expected: keep it verbatim.
+                let text = self.header_text_lossy();
+                self.recover(
+                    RecoveryKind::HeaderWithoutMessage,
+                    format!("text outside a message kept as a message (closed by {what})"),
+                );
+                self.push_message(Header::new(self.default_role), text, end);
+                step.message_done = true;
+            } else if let (HeaderCut::Stop(_), Some(role)) = (cut, self.next_role) {
+                // openai-harmony's non-strict rule: the words after role and
+                // channel become the content.
+                let text = self.header_text_lossy();
+                let (mut header, content) = match parse_strict(&text, Some(role), false) {
+                    Ok((h, rest)) => (h, rest.unwrap_or_default()),
+                    Err(_) => parse_lenient(&text, Some(role), self.default_role),
+                };
+                self.apply_fixes(&mut header);
+                self.recover(
+                    RecoveryKind::HeaderWithoutMessage,
+                    format!("header {text:?} closed by {what}; its words became the content"),
+                );
+                self.push_message(header, content, end);
+                step.message_done = true;
+            } else {
+                let text = self.header_text_lossy();
+                self.recover(
+                    RecoveryKind::HeaderWithoutMessage,
+                    format!("partial header {text:?} dropped at {what}"),
+                );
+            }
+            self.next_role = None;
+        }
+        self.header_tokens.clear();
+        match cut {
+            HeaderCut::Start => self.begin_header(false),
+            HeaderCut::Stop(_) | HeaderCut::Eos => {
+                self.state = StreamState::ExpectStart;
+                self.next_role = None;
+                self.header_implicit = false;
+            }
+        }
+        step
+    }
+
+    fn on_content(&mut self, token: u32) -> Step {
+        if let Some(end) = end_token(token) {
+            return self.close_message(end);
+        }
+        let bytes = self.vocab.token_bytes(token).unwrap_or_default();
+        let start = self.content.len();
+        if self.pending.is_empty() {
+            if let Ok(s) = std::str::from_utf8(bytes) {
+                self.content.push_str(s);
+                self.last_delta = Some((start, self.content.len()));
+                return Step {
+                    delta: true,
+                    ..Step::default()
+                };
+            }
+        }
+        self.pending.extend_from_slice(bytes);
+        // One pass per token over the held bytes, as openai-harmony does: the
+        // valid prefix, then at most one U+FFFD for an invalid sequence; bytes
+        // after that wait for the next token.
+        let consumed = match std::str::from_utf8(&self.pending) {
+            Ok(s) => {
+                self.content.push_str(s);
+                self.pending.len()
+            }
+            Err(e) => {
+                let valid = e.valid_up_to();
+                if let Ok(s) = std::str::from_utf8(&self.pending[..valid]) {
+                    self.content.push_str(s);
+                }
+                match e.error_len() {
+                    Some(n) => {
+                        self.content.push_str(REPLACEMENT);
+                        valid + n
+                    }
+                    None => valid,
+                }
+            }
+        };
+        self.pending.drain(..consumed);
+        let delta = self.content.len() > start;
+        if delta {
+            self.last_delta = Some((start, self.content.len()));
+        }
+        Step {
+            delta,
+            ..Step::default()
+        }
+    }
+
+    fn close_message(&mut self, end: EndToken) -> Step {
+        if !self.pending.is_empty() {
+            let tail = String::from_utf8_lossy(&self.pending).into_owned();
+            self.content.push_str(&tail);
+            self.pending.clear();
+        }
+        let header = std::mem::replace(&mut self.header, Header::new(self.default_role));
+        let content = std::mem::take(&mut self.content);
+        self.push_message(header, content, end);
+        self.state = StreamState::ExpectStart;
+        Step {
+            message_done: true,
+            ..Step::default()
+        }
+    }
+
+    fn push_message(&mut self, header: Header, content: String, end: EndToken) {
+        self.messages.push(Message {
+            header,
+            content,
+            end,
+        });
+        self.last_closed_at = Some(self.index);
+    }
+
+    fn recover(&mut self, kind: RecoveryKind, detail: String) {
+        self.recoveries.push(Recovery {
+            token_index: self.index,
+            kind,
+            detail,
+        });
+    }
+
+    /// The content delta of the last token, if it added text.
+    pub fn last_content_delta(&self) -> Option<&str> {
+        self.last_delta.and_then(|(a, b)| self.content.get(a..b))
+    }
+
+    /// All completed messages.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// Every quirk recovered from (always empty in strict mode).
+    pub fn recoveries(&self) -> &[Recovery] {
+        &self.recoveries
+    }
+
+    /// Where the parser is.
+    pub fn state(&self) -> StreamState {
+        self.state
+    }
+
+    /// Whether strict mode is on.
+    pub fn is_strict(&self) -> bool {
+        self.strict
+    }
+
+    /// Number of tokens consumed.
+    pub fn tokens_processed(&self) -> usize {
+        self.index
+    }
+
+    /// The vocabulary in use.
+    pub fn vocab(&self) -> &Arc<Vocab> {
+        &self.vocab
+    }
+
+    /// The header of the message being read (`None` outside content).
+    pub fn current_header(&self) -> Option<&Header> {
+        (self.state == StreamState::Content).then_some(&self.header)
+    }
+
+    /// Role of the current message, or the role expected for the next one.
+    pub fn current_role(&self) -> Option<Role> {
+        match self.state {
+            StreamState::Content => Some(self.header.role),
+            _ => self.next_role,
+        }
+    }
+
+    /// Text of the current message so far (empty outside content).
+    pub fn current_content(&self) -> &str {
+        match self.state {
+            StreamState::Content => &self.content,
+            _ => "",
+        }
+    }
+}
