@@ -63,6 +63,21 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
     }
 }
 
+/// `InvalidTokenError` for a Python int too large for 64 bits.
+#[cold]
+pub fn huge_token(py: Python<'_>, index: usize, token: &Bound<'_, PyAny>, n_regular: u32) -> PyErr {
+    let message = format!(
+        "token id {token} at index {index} is not in the o200k_harmony vocabulary \
+         (valid ids are 0..{n_regular} and 199998..=201088)"
+    );
+    build(
+        py,
+        "InvalidTokenError",
+        message,
+        &[("token_index", pyval(py, index)), ("token", token.clone().unbind())],
+    )
+}
+
 /// `Result` conversion for `?` in `#[pymethods]`.
 pub trait IntoPyResult<T> {
     /// Maps the core error with [`to_pyerr`].

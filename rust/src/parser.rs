@@ -345,17 +345,21 @@ impl Parser {
             HeaderCut::Start => "<|start|>".to_string(),
             HeaderCut::Eos => "end of stream".to_string(),
         };
+        if let HeaderCut::Start = cut {
+            let detail = if self.header_tokens.is_empty() {
+                "repeated <|start|> ignored".to_string()
+            } else {
+                "<|start|> inside a header: the header restarts".to_string()
+            };
+            self.recover(RecoveryKind::RepeatedStart, detail);
+        }
         if self.header_tokens.is_empty() {
             match cut {
-                HeaderCut::Start => self.recover(
-                    RecoveryKind::RepeatedStart,
-                    "repeated <|start|> ignored".into(),
-                ),
+                HeaderCut::Start | HeaderCut::Eos => {}
                 HeaderCut::Stop(_) => self.recover(
                     RecoveryKind::HeaderWithoutMessage,
                     format!("empty header closed by {what}"),
                 ),
-                HeaderCut::Eos => {}
             }
         } else {
             let has_special = self.header_tokens.iter().any(|&t| self.vocab.is_special(t));

@@ -190,9 +190,15 @@ impl Vocab {
 
     /// Reads and checks a tiktoken file (`expected_sha256 = None` skips the check).
     pub fn from_file(path: &Path, expected_sha256: Option<&str>) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::VocabIo {
-            path: path.display().to_string(),
-            reason: e.to_string(),
+        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::VocabNotFound {
+                tried: path.display().to_string(),
+                expected_sha256: VOCAB_SHA256,
+            },
+            _ => Error::VocabIo {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            },
         })?;
         Self::from_tiktoken_bytes(&bytes, &path.display().to_string(), expected_sha256)
     }
