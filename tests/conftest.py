@@ -20,9 +20,9 @@ if not os.environ.get("TIKTOKEN_ENCODINGS_BASE"):
     install_vocab(_dir)
     os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(_dir)
 
-from openai_harmony import HarmonyEncodingName, load_harmony_encoding  # noqa: E402
+from openai_harmony import HarmonyEncodingName, load_harmony_encoding
 
-from harmony_stream import Vocab  # noqa: E402
+from harmony_stream import Vocab
 
 DATA = Path(__file__).parent / "data"
 

@@ -45,7 +45,8 @@ def test_invalid_ids_raise_and_change_nothing(
     assert info.value.token_index == at
     assert info.value.token == bad
     assert "not in the o200k_harmony vocabulary" in str(info.value)
-    assert isinstance(info.value, HarmonyError) and isinstance(info.value, ValueError)
+    assert isinstance(info.value, HarmonyError)
+    assert isinstance(info.value, ValueError)
     assert snapshot(p) == before
     # The stream goes on as if the bad id had never been sent.
     p.process_many(toks[at:])
@@ -72,9 +73,9 @@ def test_process_many_checks_every_id_first(enc: Any, vocab: Vocab) -> None:
     assert info.value.token == 999_999
     assert p.tokens_processed == 0
     with pytest.raises(TypeError):
-        p.process_many([*toks[:3], "x"])
+        p.process_many([*toks[:3], "x"])  # type: ignore[list-item]
     with pytest.raises(TypeError):
-        p.process_many("abc")
+        p.process_many("abc")  # type: ignore[arg-type]
     assert p.tokens_processed == 0
 
 

@@ -9,16 +9,18 @@ and never fails on valid ids.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from typing import Any
 
 import pytest
-from _harness import check_against_oracle, run_oracle, run_ours
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai_harmony import Author, Message, Role
 
 from harmony_stream import Vocab
+
+from _harness import check_against_oracle, run_oracle, run_ours
 
 END, CALL, RETURN = 200007, 200012, 200002
 START, CHANNEL, MESSAGE, CONSTRAIN = 200006, 200005, 200008, 200003
@@ -63,9 +65,7 @@ RENDERED: dict[str, list[Message]] = {
         _msg(A, "{}", channel="commentary", recipient="functions.f", content_type="json")
     ],
     "function_no_type": [_msg(A, "{}", channel="commentary", recipient="functions.f")],
-    "analysis_recipient": [
-        _msg(A, '{"q": 1}', channel="analysis", recipient="functions.lookup")
-    ],
+    "analysis_recipient": [_msg(A, '{"q": 1}', channel="analysis", recipient="functions.lookup")],
     "python": [_msg(A, "import math\nprint(math.pi)", channel="analysis", recipient="python")],
     "browser": [
         _msg(A, '{"query": "harmony format"}', channel="analysis", recipient="browser.search"),
@@ -131,11 +131,11 @@ def test_rendered_conversation_in_one_stream(enc: Any, vocab: Vocab) -> None:
 @functools.cache
 def _bytes_to_token(enc_id: int) -> dict[bytes, int]:
     del enc_id
-    from conftest import DATA  # noqa: F401  (keeps the import graph explicit)
-
+    import base64
     import os
     from pathlib import Path
-    import base64
+
+    from conftest import DATA  # noqa: F401  (keeps the import graph explicit)
 
     path = Path(os.environ["TIKTOKEN_ENCODINGS_BASE"]) / "o200k_base.tiktoken"
     table: dict[bytes, int] = {}
@@ -151,7 +151,7 @@ def retokenize(text: bytes, cuts: list[int]) -> list[int]:
     table = _bytes_to_token(0)
     out: list[int] = []
     bounds = sorted({c % (len(text) + 1) for c in cuts} | {0, len(text)})
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         chunk = text[a:b]
         if chunk in table:
             out.append(table[chunk])
@@ -162,8 +162,10 @@ def retokenize(text: bytes, cuts: list[int]) -> list[int]:
 
 unicode_text = st.lists(
     st.one_of(
-        st.characters(codec="utf-8", exclude_categories=("Cs",)),
-        st.sampled_from(["👩‍👩‍👧", "🇯🇵", "e\u0301", "東京", "\u200d", "🌸", "\n", " ", "ß", "word"]),
+        st.characters(codec="utf-8", exclude_categories=["Cs"]),
+        st.sampled_from(
+            ["👩‍👩‍👧", "🇯🇵", "e\u0301", "東京", "\u200d", "🌸", "\n", " ", "ß", "word"]
+        ),
     ),
     max_size=25,
 ).map("".join)
@@ -172,7 +174,11 @@ headers = st.sampled_from(
         {"channel": "analysis"},
         {"channel": "final"},
         {"channel": "commentary"},
-        {"channel": "commentary", "recipient": "functions.get_weather", "content_type": "<|constrain|>json"},
+        {
+            "channel": "commentary",
+            "recipient": "functions.get_weather",
+            "content_type": "<|constrain|>json",
+        },
         {"channel": "analysis", "recipient": "python"},
         {"channel": "analysis", "recipient": "browser.search"},
         {"channel": "commentary", "recipient": "github.search_issues"},
@@ -184,7 +190,12 @@ headers = st.sampled_from(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     parts=st.lists(
-        st.tuples(headers, unicode_text, st.lists(st.integers(0, 200), max_size=12), st.sampled_from([END, CALL, RETURN])),
+        st.tuples(
+            headers,
+            unicode_text,
+            st.lists(st.integers(0, 200), max_size=12),
+            st.sampled_from([END, CALL, RETURN]),
+        ),
         min_size=1,
         max_size=3,
     )
@@ -207,7 +218,9 @@ def test_random_unicode_and_retokenization(
 
 
 @settings(max_examples=300, deadline=None)
-@given(raw=st.lists(st.binary(min_size=1, max_size=3), max_size=12), stop=st.sampled_from([END, None]))
+@given(
+    raw=st.lists(st.binary(min_size=1, max_size=3), max_size=12), stop=st.sampled_from([END, None])
+)
 def test_random_bytes_replacement_characters(
     enc: Any, vocab: Vocab, raw: list[bytes], stop: int | None
 ) -> None:
@@ -225,16 +238,44 @@ def test_random_bytes_replacement_characters(
 def _pieces(enc: Any) -> list[list[int]]:
     e = functools.partial(enc.encode, allowed_special="all")
     return [
-        [START], [CHANNEL], [MESSAGE], [END], [CALL], [RETURN], [CONSTRAIN], [199999], [200014],
-        e("assistant"), e("user"), e("tool"), e("functions.x"), e("bogus"),
-        e("analysis"), e("final"), e("commentary"), e("commentary?"),
-        e(" to=functions.get_weather"), e(" to=python"), e("to=browser.search"),
-        e(" "), e("json"), e(" json"), e("Hello world"), e("\n\n"), e("東京🌸"),
-        [_bytes_to_token(0)[b"\xf0"]], [_bytes_to_token(0)[b"\x9f"]], [_bytes_to_token(0)[b"\xff"]],
+        [START],
+        [CHANNEL],
+        [MESSAGE],
+        [END],
+        [CALL],
+        [RETURN],
+        [CONSTRAIN],
+        [199999],
+        [200014],
+        e("assistant"),
+        e("user"),
+        e("tool"),
+        e("functions.x"),
+        e("bogus"),
+        e("analysis"),
+        e("final"),
+        e("commentary"),
+        e("commentary?"),
+        e(" to=functions.get_weather"),
+        e(" to=python"),
+        e("to=browser.search"),
+        e(" "),
+        e("json"),
+        e(" json"),
+        e("Hello world"),
+        e("\n\n"),
+        e("東京🌸"),
+        [_bytes_to_token(0)[b"\xf0"]],
+        [_bytes_to_token(0)[b"\x9f"]],
+        [_bytes_to_token(0)[b"\xff"]],
     ]
 
 
-@settings(max_examples=int(os.environ.get("HS_FUZZ_EXAMPLES", "1500")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("HS_FUZZ_EXAMPLES", "1500")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(data=st.data(), role=st.sampled_from(["assistant", None]))
 def test_random_harmony_like_streams(enc: Any, vocab: Vocab, data: Any, role: str | None) -> None:
     pieces = _pieces(enc)
@@ -245,6 +286,10 @@ def test_random_harmony_like_streams(enc: Any, vocab: Vocab, data: Any, role: st
 
 def test_oracle_and_ours_disagree_is_detected(enc: Any, vocab: Vocab) -> None:
     """The harness can fail: a different stream gives a different run."""
-    a = run_ours(vocab, [CHANNEL, *enc.encode("final"), MESSAGE, *enc.encode("a"), END], strict=True)
-    b = run_oracle(enc, [CHANNEL, *enc.encode("final"), MESSAGE, *enc.encode("b"), END], strict=True)
+    a = run_ours(
+        vocab, [CHANNEL, *enc.encode("final"), MESSAGE, *enc.encode("a"), END], strict=True
+    )
+    b = run_oracle(
+        enc, [CHANNEL, *enc.encode("final"), MESSAGE, *enc.encode("b"), END], strict=True
+    )
     assert a.comparable() != b.comparable()

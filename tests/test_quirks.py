@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _harness import check_against_oracle, run_oracle, run_ours
 
 from harmony_stream import HarmonyError, HarmonyParser, Vocab
+
+from _harness import check_against_oracle, run_oracle, run_ours
 
 START, CHANNEL, MESSAGE, CONSTRAIN = 200006, 200005, 200008, 200003
 END, CALL, RETURN = 200007, 200012, 200002
@@ -58,13 +59,26 @@ def test_recipient_after_channel_and_constrain_forms(enc: Any, vocab: Vocab) -> 
         ours, oracle = check_against_oracle(enc, vocab, toks)
         assert oracle.error_index is None
         assert ours.messages[0]["recipient"] == "functions.get_weather"
-    before = [*t(enc, " to=functions.f"), CHANNEL, *t(enc, "commentary"), MESSAGE, *t(enc, "{}"), CALL]
+    before = [
+        *t(enc, " to=functions.f"),
+        CHANNEL,
+        *t(enc, "commentary"),
+        MESSAGE,
+        *t(enc, "{}"),
+        CALL,
+    ]
     ours, _ = check_against_oracle(enc, vocab, before)
     assert ours.messages[0]["recipient"] == "functions.f"
 
 
 def test_spaced_constrain_is_a_strict_error_and_recovered(enc: Any, vocab: Vocab) -> None:
-    toks = [CHANNEL, *t(enc, "commentary to=functions.f <|constrain|> json"), MESSAGE, *t(enc, "{}"), CALL]
+    toks = [
+        CHANNEL,
+        *t(enc, "commentary to=functions.f <|constrain|> json"),
+        MESSAGE,
+        *t(enc, "{}"),
+        CALL,
+    ]
     check_against_oracle(enc, vocab, toks)
     assert run_oracle(enc, toks, strict=False).error_index is not None
     p = lenient(vocab, toks)
@@ -88,7 +102,7 @@ def test_final_constrain_json_is_a_content_type_not_a_recipient(enc: Any, vocab:
 @pytest.mark.parametrize(("stray", "end"), [(RETURN, "return"), (CALL, "call"), (END, "end")])
 def test_stop_token_right_after_end(enc: Any, vocab: Vocab, stray: int, end: str) -> None:
     clean = msg(enc, "analysis", "thinking") + again(enc) + msg(enc, "final", "Answer.")
-    quirky = clean + [stray]
+    quirky = [*clean, stray]
     check_against_oracle(enc, vocab, quirky)
     assert run_oracle(enc, quirky, strict=False).error_index is not None  # openai-harmony fails
     p = lenient(vocab, quirky)
@@ -99,7 +113,12 @@ def test_stop_token_right_after_end(enc: Any, vocab: Vocab, stray: int, end: str
 
 def test_repeated_start(enc: Any, vocab: Vocab) -> None:
     clean = msg(enc, "analysis", "a") + again(enc) + msg(enc, "final", "The answer.", RETURN)
-    quirky = msg(enc, "analysis", "a") + [START] + again(enc) + msg(enc, "final", "The answer.", RETURN)
+    quirky = [
+        *msg(enc, "analysis", "a"),
+        START,
+        *again(enc),
+        *msg(enc, "final", "The answer.", RETURN),
+    ]
     check_against_oracle(enc, vocab, quirky)
     p = lenient(vocab, quirky)
     assert [m.to_dict() for m in p.messages] == run_oracle(enc, clean, strict=False).messages
@@ -175,7 +194,7 @@ def test_cut_inside_a_header_drops_only_the_header(enc: Any, vocab: Vocab) -> No
 
 def test_cut_mid_content_keeps_the_partial_text(enc: Any, vocab: Vocab) -> None:
     toks = msg(enc, "final", "The answer is")[:-1]
-    ours, oracle = check_against_oracle(enc, vocab, toks)
+    ours, _oracle = check_against_oracle(enc, vocab, toks)
     assert ours.messages[0]["content"][0]["text"] == "The answer is"
     p = lenient(vocab, toks)
     assert p.messages[0].end == "eos"
@@ -197,7 +216,14 @@ def _single_byte_token(enc: Any, vocab: Vocab, b: int) -> int:
 
 
 def test_truncated_utf8_at_message_end(enc: Any, vocab: Vocab) -> None:
-    toks = [CHANNEL, *t(enc, "final"), MESSAGE, *t(enc, "ok"), _single_byte_token(enc, vocab, 0xF0), END]
+    toks = [
+        CHANNEL,
+        *t(enc, "final"),
+        MESSAGE,
+        *t(enc, "ok"),
+        _single_byte_token(enc, vocab, 0xF0),
+        END,
+    ]
     ours, _ = check_against_oracle(enc, vocab, toks)
     assert ours.messages[0]["content"][0]["text"] == "ok\ufffd"
 
@@ -210,7 +236,7 @@ def test_stop_token_in_first_header_keeps_words(enc: Any, vocab: Vocab) -> None:
 
 
 def test_strict_raises_where_openai_harmony_does(enc: Any, vocab: Vocab) -> None:
-    toks = msg(enc, "final", "a") + [RETURN]
+    toks = [*msg(enc, "final", "a"), RETURN]
     p = HarmonyParser(vocab, strict=True)
     with pytest.raises(HarmonyError) as info:
         p.process_many(toks)

@@ -364,7 +364,7 @@ fn parse_role(role: Option<&str>) -> PyResult<Option<core::Role>> {
 #[pymethods]
 impl HarmonyParser {
     #[new]
-    #[pyo3(signature = (vocab, role=Some("assistant"), strict=false))]
+    #[pyo3(signature = (vocab, role=Some("assistant"), strict=false), text_signature = "(vocab, role='assistant', strict=False)")]
     fn new(vocab: &Vocab, role: Option<&str>, strict: bool) -> PyResult<Self> {
         let role = parse_role(role)?;
         Ok(Self {

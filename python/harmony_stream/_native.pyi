@@ -2,14 +2,14 @@
 
 from collections.abc import Iterable
 from os import PathLike
-from typing import Any, Literal, final
+from typing import Any, Literal, SupportsIndex, final
 
-from ._types import StreamState
+from ._types import RoleName, StreamState
+
+__all__ = ["VOCAB_SHA256", "HarmonyParser", "Message", "Recovery", "Vocab", "__version__"]
 
 VOCAB_SHA256: str
 __version__: str
-
-RoleName = Literal["user", "assistant", "system", "developer", "tool"]
 
 @final
 class Vocab:
@@ -37,8 +37,8 @@ class Vocab:
     def sha256(self) -> str: ...
     @property
     def n_regular(self) -> int: ...
-    def token_bytes(self, token: int) -> bytes: ...
-    def decode_bytes(self, tokens: Iterable[int]) -> bytes: ...
+    def token_bytes(self, token: SupportsIndex) -> bytes: ...
+    def decode_bytes(self, tokens: Iterable[SupportsIndex]) -> bytes: ...
     def __len__(self) -> int: ...
 
 @final
@@ -87,10 +87,12 @@ class Recovery:
 class HarmonyParser:
     """Streaming Harmony parser (strict: like openai-harmony; lenient: recovers)."""
 
-    def __init__(self, vocab: Vocab, role: RoleName | None = "assistant", strict: bool = False) -> None: ...
-    def process(self, token: int) -> str | None:
+    def __new__(
+        cls, vocab: Vocab, role: RoleName | None = "assistant", strict: bool = False
+    ) -> HarmonyParser: ...
+    def process(self, token: SupportsIndex) -> str | None:
         """Consume one token; return the content text it added, if any."""
-    def process_many(self, tokens: Iterable[int]) -> list[str | None]:
+    def process_many(self, tokens: Iterable[SupportsIndex]) -> list[str | None]:
         """Consume tokens; return each token's content delta."""
     def process_eos(self) -> None:
         """End of stream: close the open message."""

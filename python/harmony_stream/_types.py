@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Literal
 
-__all__ = ["StreamState"]
+__all__ = ["RoleName", "StreamState"]
+
+RoleName = Literal["user", "assistant", "system", "developer", "tool"]
+"""The five Harmony roles."""
 
 
 class StreamState(str, Enum):

