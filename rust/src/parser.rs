@@ -551,3 +551,207 @@ impl Parser {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocab::special::{CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START};
+
+    /// A vocabulary of the 256 single bytes (id = byte value) plus the specials.
+    fn vocab() -> Arc<Vocab> {
+        Arc::new(Vocab::from_regular_tokens((0u8..=255).map(|b| [b])).unwrap())
+    }
+
+    fn text(s: &str) -> Vec<u32> {
+        s.bytes().map(u32::from).collect()
+    }
+
+    fn run(tokens: &[u32], strict: bool) -> (Parser, Vec<Option<String>>) {
+        let mut p = Parser::new(vocab(), Some(Role::Assistant), strict);
+        let mut deltas = Vec::new();
+        for &t in tokens {
+            p.process(t).unwrap();
+            deltas.push(p.last_content_delta().map(str::to_string));
+        }
+        p.process_eos().unwrap();
+        (p, deltas)
+    }
+
+    fn msg(channel: &str, body: &str, stop: u32) -> Vec<u32> {
+        let mut v = vec![CHANNEL];
+        v.extend(text(channel));
+        v.push(MESSAGE);
+        v.extend(text(body));
+        v.push(stop);
+        v
+    }
+
+    #[test]
+    fn two_messages_with_header_after_start() {
+        let mut toks = msg("analysis", "hmm", END);
+        toks.push(START);
+        toks.extend(text("assistant"));
+        toks.extend(msg("final", "hi", RETURN));
+        let (p, deltas) = run(&toks, true);
+        let m = p.messages();
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            (m[0].header.channel.as_deref(), m[0].content.as_str()),
+            (Some("analysis"), "hmm")
+        );
+        assert_eq!((m[1].end, m[1].content.as_str()), (EndToken::Return, "hi"));
+        let joined: String = deltas.into_iter().flatten().collect();
+        assert_eq!(joined, "hmmhi");
+    }
+
+    #[test]
+    fn utf8_held_back_then_emitted_whole() {
+        let mut toks = vec![CHANNEL];
+        toks.extend(text("final"));
+        toks.push(MESSAGE);
+        toks.extend(text("é🌸"));
+        toks.push(END);
+        let (p, deltas) = run(&toks, true);
+        let got: Vec<_> = deltas.iter().skip(7).take(6).cloned().collect();
+        let want = [None, Some("é"), None, None, None, Some("🌸")];
+        assert_eq!(got, want.map(|d| d.map(str::to_string)));
+        assert_eq!(p.messages()[0].content, "é🌸");
+    }
+
+    #[test]
+    fn invalid_bytes_become_one_replacement_per_token_pass() {
+        // 0xff is invalid; "ab" after it in the same pass waits for the next token.
+        let mut p = Parser::new(vocab(), Some(Role::Assistant), true);
+        for t in [CHANNEL].into_iter().chain(text("final")).chain([MESSAGE]) {
+            p.process(t).unwrap();
+        }
+        p.process(0xff).unwrap();
+        assert_eq!(p.last_content_delta(), Some("\u{FFFD}"));
+        p.process(0xf0).unwrap();
+        assert_eq!(p.last_content_delta(), None);
+        p.process(u32::from(b'x')).unwrap();
+        assert_eq!(p.last_content_delta(), Some("\u{FFFD}"));
+        p.process(END).unwrap();
+        assert_eq!(p.messages()[0].content, "\u{FFFD}\u{FFFD}x");
+    }
+
+    #[test]
+    fn truncated_sequence_at_end_is_replaced() {
+        let mut toks = msg("final", "ok", END);
+        toks.insert(toks.len() - 1, 0xe2);
+        let (p, _) = run(&toks, true);
+        assert_eq!(p.messages()[0].content, "ok\u{FFFD}");
+    }
+
+    #[test]
+    fn strict_errors_leave_state_unchanged() {
+        let mut p = Parser::new(vocab(), None, true);
+        let err = p.process(CHANNEL).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Parse {
+                index: 0,
+                kind: ParseErrorKind::UnexpectedToken,
+                ..
+            }
+        ));
+        assert_eq!(
+            (p.state(), p.tokens_processed()),
+            (StreamState::ExpectStart, 0)
+        );
+        assert!(matches!(
+            p.process(300_000),
+            Err(Error::InvalidToken { index: 0, .. })
+        ));
+        p.process(START).unwrap();
+        for t in text("robot") {
+            p.process(t).unwrap();
+        }
+        let err = p.process(MESSAGE).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Parse {
+                kind: ParseErrorKind::UnknownRole,
+                index: 6,
+                ..
+            }
+        ));
+        assert_eq!(p.state(), StreamState::Header);
+        assert!(matches!(
+            p.process_eos(),
+            Err(Error::Parse {
+                kind: ParseErrorKind::UnexpectedEos,
+                index: 6,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn strict_keeps_stop_tokens_in_a_header_like_openai_harmony() {
+        let mut p = Parser::new(vocab(), Some(Role::Assistant), true);
+        p.process(CHANNEL).unwrap();
+        p.process(END).unwrap();
+        assert_eq!(p.state(), StreamState::Header);
+    }
+
+    #[test]
+    fn lenient_recoveries() {
+        let kinds = |p: &Parser| p.recoveries().iter().map(|r| r.kind).collect::<Vec<_>>();
+        // <|end|><|call|>: the call ends the previous message.
+        let mut toks = msg("commentary to=functions.f", "{}", END);
+        toks.push(CALL);
+        let (p, _) = run(&toks, false);
+        assert_eq!(p.messages()[0].end, EndToken::Call);
+        assert_eq!(kinds(&p), [RecoveryKind::StrayStopToken]);
+        // Missing <|start|>: implicit start with the parser's role.
+        let mut toks = msg("analysis", "a", END);
+        toks.extend(msg("final", "b", RETURN));
+        let (p, _) = run(&toks, false);
+        assert_eq!(p.messages()[1].header.channel.as_deref(), Some("final"));
+        assert_eq!(kinds(&p), [RecoveryKind::MissingStart]);
+        // Cut in a header: dropped, not turned into content.
+        let mut toks = msg("analysis", "a", END);
+        toks.push(START);
+        toks.extend(text("assistant"));
+        toks.push(CHANNEL);
+        toks.extend(text("fi"));
+        let (p, _) = run(&toks, false);
+        assert_eq!(p.messages().len(), 1);
+        assert_eq!(kinds(&p), [RecoveryKind::HeaderWithoutMessage]);
+        // `final <|constrain|>json` is a content type.
+        let mut toks = vec![CHANNEL];
+        toks.extend(text("final "));
+        toks.push(CONSTRAIN);
+        toks.extend(text("json"));
+        toks.push(MESSAGE);
+        toks.extend(text("{}"));
+        toks.push(RETURN);
+        let (p, _) = run(&toks, false);
+        let h = &p.messages()[0].header;
+        assert_eq!(
+            (h.recipient.as_deref(), h.content_type.as_deref()),
+            (None, Some("<|constrain|>json"))
+        );
+        let (strict, _) = run(&toks, true);
+        assert_eq!(
+            strict.messages()[0].header.recipient.as_deref(),
+            Some("<|constrain|>json")
+        );
+    }
+
+    #[test]
+    fn long_content_is_appended_not_redecoded() {
+        // Content is appended, never re-decoded: a long message keeps one buffer
+        // whose length equals the text, and deltas are slices of it.
+        let mut p = Parser::new(vocab(), Some(Role::Assistant), false);
+        for t in [CHANNEL].into_iter().chain(text("final")).chain([MESSAGE]) {
+            p.process(t).unwrap();
+        }
+        for _ in 0..100_000 {
+            p.process(u32::from(b'z')).unwrap();
+            assert_eq!(p.last_content_delta(), Some("z"));
+        }
+        assert_eq!(p.current_content().len(), 100_000);
+    }
+}
