@@ -74,7 +74,10 @@ pub fn huge_token(py: Python<'_>, index: usize, token: &Bound<'_, PyAny>, n_regu
         py,
         "InvalidTokenError",
         message,
-        &[("token_index", pyval(py, index)), ("token", token.clone().unbind())],
+        &[
+            ("token_index", pyval(py, index)),
+            ("token", token.clone().unbind()),
+        ],
     )
 }
 
