@@ -256,3 +256,12 @@ def test_lenient_matches_strict_on_clean_streams(enc: Any, vocab: Vocab) -> None
     b = run_ours(vocab, toks, strict=False)
     assert a.comparable() == b.comparable()
     assert b.recoveries == []
+
+
+def test_messages_seen_before_a_stray_return_are_updated(enc: Any, vocab: Vocab) -> None:
+    p = HarmonyParser(vocab)
+    p.process_many(msg(enc, "final", "Answer."))
+    assert [m.end for m in p.messages] == ["end"]
+    p.process(RETURN)
+    assert [m.end for m in p.messages] == ["return"]
+    assert p.messages[0].content == "Answer."

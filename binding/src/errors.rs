@@ -63,6 +63,16 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
     }
 }
 
+/// The same exception class with another message.
+#[cold]
+pub fn with_message(py: Python<'_>, err: PyErr, message: String) -> PyErr {
+    let cls = err.get_type(py);
+    match cls.call1((message,)) {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(_) => err,
+    }
+}
+
 /// `InvalidTokenError` for a Python int too large for 64 bits.
 #[cold]
 pub fn huge_token(py: Python<'_>, index: usize, token: &Bound<'_, PyAny>, n_regular: u32) -> PyErr {

