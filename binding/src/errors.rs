@@ -60,6 +60,8 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
         Error::VocabHashMismatch { .. } => build(py, "VocabHashError", message, &[]),
         Error::VocabFormat { .. } => build(py, "VocabFormatError", message, &[]),
         Error::VocabIo { .. } => build(py, "VocabError", message, &[]),
+        Error::StreamState(_) => build(py, "ResponseStateError", message, &[]),
+        Error::InvalidRequest(_) => build(py, "InvalidRequestError", message, &[]),
     }
 }
 

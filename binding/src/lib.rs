@@ -4,6 +4,7 @@
 //! out. Errors are converted in `errors.rs`.
 
 mod errors;
+mod stream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,8 +18,8 @@ use errors::IntoPyResult;
 
 /// The `o200k_harmony` vocabulary (token id → bytes), hash-checked.
 #[pyclass(frozen, module = "harmony_stream._native", name = "Vocab")]
-struct Vocab {
-    inner: Arc<core::Vocab>,
+pub(crate) struct Vocab {
+    pub(crate) inner: Arc<core::Vocab>,
 }
 
 fn wrap_vocab(v: core::Vocab) -> Vocab {
@@ -504,6 +505,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<HarmonyParser>()?;
     m.add_class::<Message>()?;
     m.add_class::<Recovery>()?;
+    m.add_class::<stream::ResponseStream>()?;
+    m.add_class::<stream::ResponseEvent>()?;
     m.add("VOCAB_SHA256", core::vocab::VOCAB_SHA256)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -8,12 +8,23 @@
 
 from __future__ import annotations
 
-from ._native import VOCAB_SHA256, HarmonyParser, Message, Recovery, Vocab, __version__
+from ._native import (
+    VOCAB_SHA256,
+    HarmonyParser,
+    Message,
+    Recovery,
+    ResponseEvent,
+    ResponseStream,
+    Vocab,
+    __version__,
+)
 from ._types import StreamState
 from .errors import (
     HarmonyError,
     HarmonyStreamError,
+    InvalidRequestError,
     InvalidTokenError,
+    ResponseStateError,
     VocabError,
     VocabFormatError,
     VocabHashError,
@@ -25,9 +36,13 @@ __all__ = [
     "HarmonyError",
     "HarmonyParser",
     "HarmonyStreamError",
+    "InvalidRequestError",
     "InvalidTokenError",
     "Message",
     "Recovery",
+    "ResponseEvent",
+    "ResponseStateError",
+    "ResponseStream",
     "StreamState",
     "Vocab",
     "VocabError",

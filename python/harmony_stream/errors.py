@@ -10,7 +10,9 @@ from __future__ import annotations
 __all__ = [
     "HarmonyError",
     "HarmonyStreamError",
+    "InvalidRequestError",
     "InvalidTokenError",
+    "ResponseStateError",
     "VocabError",
     "VocabFormatError",
     "VocabHashError",
@@ -52,6 +54,17 @@ class InvalidTokenError(HarmonyError):
     def __init__(self, message: str, *, token_index: int, token: int) -> None:
         super().__init__(message, token_index=token_index, kind="invalid_token")
         self.token = token
+
+
+class ResponseStateError(HarmonyStreamError, RuntimeError):
+    """A call the response stream's state does not allow: ``feed`` or ``finish``
+    after ``finish``, ``tool_output`` with no call waiting for a result. Nothing
+    was emitted and the stream is unchanged."""
+
+
+class InvalidRequestError(HarmonyStreamError, ValueError):
+    """A request setting the engine cannot use: an unknown tool type, a tool
+    missing a required field, logprobs that do not line up with the tokens."""
 
 
 class VocabError(HarmonyStreamError):

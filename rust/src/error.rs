@@ -113,6 +113,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// A call the response stream's state does not allow (e.g. `feed` after `finish`).
+    #[error("{0}")]
+    StreamState(String),
+
+    /// A request setting the engine cannot use (unknown tool type, missing field...).
+    #[error("{0}")]
+    InvalidRequest(String),
+
     /// The vocabulary file could not be read.
     #[error("could not read vocabulary {path}: {reason}")]
     VocabIo {

@@ -4,6 +4,9 @@
 //! * [`header`]: the header grammar (role, channel, recipient, content type).
 //! * [`parser`]: the streaming state machine, UTF-8 safe, strict or lenient.
 //! * [`message`]: what the parser produces.
+//! * [`router`]: which Responses item a message becomes.
+//! * [`events`]: the Responses event engine (item lifecycles, final response).
+//! * [`json`]: the JSON writer the events use.
 //! * [`error`]: the crate's one error type.
 //!
 //! No Python here: the PyO3 binding lives in `binding/`.
@@ -12,12 +15,17 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod events;
 mod header;
+pub mod json;
 pub mod message;
 pub mod parser;
+pub mod router;
 pub mod vocab;
 
 pub use error::{Error, ParseErrorKind, Result};
+pub use events::{Event, FinishReason, ResponseConfig, ResponseStream, TokenLogprob};
 pub use message::{EndToken, Header, Message, Recovery, RecoveryKind, Role};
 pub use parser::{Parser, Step, StreamState};
+pub use router::{BrowserAction, Route, Tool};
 pub use vocab::Vocab;

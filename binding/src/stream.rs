@@ -1,0 +1,485 @@
+//! `ResponseStream` and `ResponseEvent`: the event engine for Python.
+
+use std::sync::Arc;
+
+use harmony_stream_core as core;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyMapping, PyString};
+
+use crate::errors::{self, IntoPyResult};
+use crate::{extract_tokens, Vocab};
+
+/// One Responses streaming event.
+///
+/// `type`, a settable `sequence_number`, and the pydantic-style
+/// `model_dump_json` / `model_dump` that servers such as vLLM call.
+#[pyclass(module = "harmony_stream._native", name = "ResponseEvent")]
+pub struct ResponseEvent {
+    event: core::Event,
+    /// The event's sequence number (vLLM renumbers events; set it freely).
+    #[pyo3(get, set)]
+    sequence_number: u64,
+}
+
+impl ResponseEvent {
+    fn json(&self) -> String {
+        let mut s = String::new();
+        self.event.write_json(self.sequence_number, &mut s);
+        s
+    }
+}
+
+#[pymethods]
+impl ResponseEvent {
+    /// The event type, e.g. `"response.output_text.delta"`.
+    #[getter(r#type)]
+    fn kind(&self) -> &'static str {
+        self.event.kind
+    }
+
+    /// `event: TYPE\ndata: JSON\n\n` as bytes.
+    fn to_sse<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let mut s = String::new();
+        self.event.write_sse(self.sequence_number, &mut s);
+        PyBytes::new(py, s.as_bytes())
+    }
+
+    /// The event as JSON (compact unless `indent` is given).
+    #[pyo3(signature = (*, indent=None, by_alias=true))]
+    fn model_dump_json(
+        &self,
+        py: Python<'_>,
+        indent: Option<usize>,
+        by_alias: bool,
+    ) -> PyResult<String> {
+        let _ = by_alias; // the JSON uses the wire names already
+        let s = self.json();
+        match indent {
+            None => Ok(s),
+            Some(n) => {
+                let json = py.import("json")?;
+                let obj = json.call_method1("loads", (s,))?;
+                let kw = PyDict::new(py);
+                kw.set_item("indent", n)?;
+                kw.set_item("ensure_ascii", false)?;
+                json.call_method("dumps", (obj,), Some(&kw))?.extract()
+            }
+        }
+    }
+
+    /// The event as a dict.
+    #[pyo3(signature = (**_kwargs))]
+    fn model_dump<'py>(
+        &self,
+        py: Python<'py>,
+        _kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        py.import("json")?.call_method1("loads", (self.json(),))
+    }
+
+    /// The event as openai-python's `ResponseStreamEvent` (needs `openai`).
+    fn to_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let data = self.model_dump(py, None)?;
+        py.import("harmony_stream._openai")?
+            .call_method1("to_openai_event", (data,))
+    }
+
+    fn __repr__(&self) -> String {
+        let json = self.json();
+        let shown: String = json.chars().take(200).collect();
+        let more = if shown.len() < json.len() { "…" } else { "" };
+        format!("ResponseEvent({shown}{more})")
+    }
+}
+
+fn get_str(d: &Bound<'_, PyAny>, key: &str) -> PyResult<Option<String>> {
+    match d.get_item(key) {
+        Ok(v) if v.is_none() => Ok(None),
+        Ok(v) => v
+            .extract()
+            .map(Some)
+            .map_err(|_| PyTypeError::new_err(format!("tool field {key:?} must be a string"))),
+        Err(_) => Ok(None),
+    }
+}
+
+fn invalid(py: Python<'_>, msg: String) -> PyErr {
+    errors::to_pyerr(py, core::Error::InvalidRequest(msg))
+}
+
+/// Reads the request's tools: dicts (or pydantic models) with a `type`.
+fn parse_tools(py: Python<'_>, tools: &Bound<'_, PyAny>) -> PyResult<(Vec<core::Tool>, String)> {
+    let mut out = Vec::new();
+    let plain = PyList::empty(py);
+    for (i, tool) in tools.try_iter()?.enumerate() {
+        let mut tool = tool?;
+        if tool.hasattr("model_dump")? && !tool.is_instance_of::<PyDict>() {
+            let kw = PyDict::new(py);
+            kw.set_item("exclude_none", true)?;
+            tool = tool.call_method("model_dump", (), Some(&kw))?;
+        }
+        if !tool.is_instance_of::<PyDict>() && tool.cast::<PyMapping>().is_err() {
+            return Err(invalid(
+                py,
+                format!("tools[{i}] must be an object with a \"type\""),
+            ));
+        }
+        let kind = get_str(&tool, "type")?.unwrap_or_default();
+        let need = |field: &str| -> PyResult<String> {
+            get_str(&tool, field)?
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    invalid(
+                        py,
+                        format!("tools[{i}] of type {kind:?} needs a non-empty {field:?}"),
+                    )
+                })
+        };
+        let parsed = match kind.as_str() {
+            "function" => core::Tool::Function {
+                name: need("name")?,
+            },
+            "mcp" => core::Tool::Mcp {
+                server_label: need("server_label")?,
+            },
+            "web_search_preview" | "web_search" | "web_search_preview_2025_03_11" => {
+                core::Tool::WebSearch
+            }
+            "code_interpreter" => {
+                let container = tool.get_item("container").ok();
+                let container_id = match container {
+                    Some(c) if c.is_instance_of::<PyString>() => Some(c.extract::<String>()?),
+                    _ => None,
+                };
+                core::Tool::CodeInterpreter { container_id }
+            }
+            other => {
+                return Err(invalid(
+                    py,
+                    format!(
+                        "tools[{i}] has unsupported type {other:?}: supported types are function, \
+                         mcp, web_search_preview, web_search and code_interpreter"
+                    ),
+                ))
+            }
+        };
+        out.push(parsed);
+        plain.append(tool)?;
+    }
+    let json: String = py
+        .import("json")?
+        .call_method1("dumps", (plain,))?
+        .extract()?;
+    Ok((out, json))
+}
+
+/// `json.dumps` with compact separators and UTF-8 kept.
+fn compact_json(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    let kw = PyDict::new(py);
+    kw.set_item("separators", (",", ":"))?;
+    kw.set_item("ensure_ascii", false)?;
+    py.import("json")?
+        .call_method("dumps", (obj,), Some(&kw))?
+        .extract()
+}
+
+fn parse_logprobs(py: Python<'_>, lps: &Bound<'_, PyAny>) -> PyResult<Vec<core::TokenLogprob>> {
+    let mut out = Vec::new();
+    for (i, lp) in lps.try_iter()?.enumerate() {
+        let lp = lp?;
+        let bad = || {
+            invalid(
+                py,
+                format!("logprobs[{i}] must be a float or (logprob, [(token_id, logprob), ...])"),
+            )
+        };
+        if let Ok(v) = lp.extract::<f64>() {
+            out.push(core::TokenLogprob {
+                logprob: v,
+                top: Vec::new(),
+            });
+        } else if let Ok((v, top)) = lp.extract::<(f64, Vec<(u32, f64)>)>() {
+            out.push(core::TokenLogprob { logprob: v, top });
+        } else {
+            return Err(bad());
+        }
+    }
+    Ok(out)
+}
+
+/// The Responses event engine for one response.
+#[pyclass(module = "harmony_stream._native", name = "ResponseStream")]
+pub struct ResponseStream {
+    inner: core::ResponseStream,
+}
+
+fn to_events(py: Python<'_>, events: Vec<core::Event>) -> PyResult<Vec<Py<ResponseEvent>>> {
+    events
+        .into_iter()
+        .map(|e| {
+            let seq = e.sequence_number;
+            Py::new(
+                py,
+                ResponseEvent {
+                    event: e,
+                    sequence_number: seq,
+                },
+            )
+        })
+        .collect()
+}
+
+fn to_sse(py: Python<'_>, events: &[core::Event]) -> Py<PyBytes> {
+    let mut s = String::with_capacity(events.len() * 160);
+    for e in events {
+        e.write_sse(e.sequence_number, &mut s);
+    }
+    PyBytes::new(py, s.as_bytes()).unbind()
+}
+
+impl ResponseStream {
+    fn run_feed(
+        &mut self,
+        py: Python<'_>,
+        token_ids: &Bound<'_, PyAny>,
+        logprobs: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<core::Event>> {
+        let n = self.inner.parser().tokens_processed();
+        let ids = extract_tokens(py, token_ids, n, self.inner.parser().vocab().n_regular())?;
+        let lps = logprobs.map(|l| parse_logprobs(py, l)).transpose()?;
+        let mut out = Vec::with_capacity(ids.len() * 2);
+        let inner = &mut self.inner;
+        let res = if ids.len() >= 256 {
+            py.detach(|| inner.feed(&ids, lps.as_deref(), &mut out))
+        } else {
+            inner.feed(&ids, lps.as_deref(), &mut out)
+        };
+        res.py_err(py)?;
+        Ok(out)
+    }
+
+    fn run_finish(
+        &mut self,
+        py: Python<'_>,
+        reason: &str,
+        message: Option<String>,
+    ) -> PyResult<Vec<core::Event>> {
+        let reason = match reason {
+            "stop" => core::FinishReason::Stop,
+            "length" => core::FinishReason::Length,
+            "abort" => core::FinishReason::Error(
+                message.unwrap_or_else(|| "the request was aborted".into()),
+            ),
+            "error" => {
+                core::FinishReason::Error(message.unwrap_or_else(|| "the engine failed".into()))
+            }
+            other => {
+                return Err(invalid(
+                    py,
+                    format!(
+                        "unknown finish reason {other:?}: expected stop, length, abort or error"
+                    ),
+                ))
+            }
+        };
+        let mut out = Vec::new();
+        self.inner.finish(reason, &mut out).py_err(py)?;
+        Ok(out)
+    }
+
+    fn run_tool_output(
+        &mut self,
+        py: Python<'_>,
+        output: Option<&str>,
+        error: Option<&str>,
+    ) -> PyResult<Vec<core::Event>> {
+        let mut out = Vec::new();
+        self.inner.tool_output(output, error, &mut out).py_err(py)?;
+        Ok(out)
+    }
+
+    fn run_start(&mut self, py: Python<'_>) -> PyResult<Vec<core::Event>> {
+        let mut out = Vec::new();
+        self.inner.start(&mut out).py_err(py)?;
+        Ok(out)
+    }
+}
+
+#[pymethods]
+impl ResponseStream {
+    #[new]
+    #[pyo3(signature = (
+        vocab, *, tools=None, model="gpt-oss-120b".to_string(), response_id=None,
+        max_output_tokens=None, logprobs=false, input_tokens=0, cached_tokens=0,
+        created_at=None, mcp_tool_lists=None, id_seed=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        vocab: &Vocab,
+        tools: Option<&Bound<'_, PyAny>>,
+        model: String,
+        response_id: Option<String>,
+        max_output_tokens: Option<u64>,
+        logprobs: bool,
+        input_tokens: u64,
+        cached_tokens: u64,
+        created_at: Option<i64>,
+        mcp_tool_lists: Option<&Bound<'_, PyDict>>,
+        id_seed: Option<u64>,
+    ) -> PyResult<Self> {
+        let (tools, tools_json) = match tools {
+            Some(t) => parse_tools(py, t)?,
+            None => (Vec::new(), "[]".to_string()),
+        };
+        let mut mcp_listings = Vec::new();
+        if let Some(lists) = mcp_tool_lists {
+            for (label, list) in lists.iter() {
+                let label: String = label.extract()?;
+                if !tools.iter().any(
+                    |t| matches!(t, core::Tool::Mcp { server_label } if *server_label == label),
+                ) {
+                    return Err(invalid(
+                        py,
+                        format!(
+                            "mcp_tool_lists names {label:?}, which is no mcp tool's server_label"
+                        ),
+                    ));
+                }
+                let dumped = compact_json(py, &list)?;
+                mcp_listings.push((label, dumped));
+            }
+        }
+        let created_at = match created_at {
+            Some(c) => c,
+            None => py.import("time")?.call_method0("time")?.extract::<f64>()? as i64,
+        };
+        let cfg = core::ResponseConfig {
+            response_id,
+            model,
+            created_at,
+            max_output_tokens,
+            logprobs,
+            input_tokens,
+            cached_tokens,
+            tools,
+            tools_json,
+            mcp_listings,
+            id_seed,
+        };
+        Ok(Self {
+            inner: core::ResponseStream::new(Arc::clone(&vocab.inner), cfg),
+        })
+    }
+
+    /// `response.created`, `response.in_progress` and the `mcp_list_tools` items.
+    fn start(&mut self, py: Python<'_>) -> PyResult<Vec<Py<ResponseEvent>>> {
+        let ev = self.run_start(py)?;
+        to_events(py, ev)
+    }
+
+    /// Events for one engine step's tokens (starts the response if needed).
+    #[pyo3(signature = (token_ids, logprobs=None))]
+    fn feed(
+        &mut self,
+        py: Python<'_>,
+        token_ids: &Bound<'_, PyAny>,
+        logprobs: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<Py<ResponseEvent>>> {
+        let ev = self.run_feed(py, token_ids, logprobs)?;
+        to_events(py, ev)
+    }
+
+    /// The result of the server-run call that ended the turn.
+    #[pyo3(signature = (output=None, error=None))]
+    fn tool_output(
+        &mut self,
+        py: Python<'_>,
+        output: Option<&str>,
+        error: Option<&str>,
+    ) -> PyResult<Vec<Py<ResponseEvent>>> {
+        let ev = self.run_tool_output(py, output, error)?;
+        to_events(py, ev)
+    }
+
+    /// Ends the response: `stop`, `length`, `abort` or `error` (with `message`).
+    #[pyo3(signature = (reason="stop", message=None))]
+    fn finish(
+        &mut self,
+        py: Python<'_>,
+        reason: &str,
+        message: Option<String>,
+    ) -> PyResult<Vec<Py<ResponseEvent>>> {
+        let ev = self.run_finish(py, reason, message)?;
+        to_events(py, ev)
+    }
+
+    /// `start()` as SSE bytes.
+    fn start_sse(&mut self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
+        let ev = self.run_start(py)?;
+        Ok(to_sse(py, &ev))
+    }
+
+    /// `feed()` as one SSE `bytes`, without event objects.
+    #[pyo3(signature = (token_ids, logprobs=None))]
+    fn feed_sse(
+        &mut self,
+        py: Python<'_>,
+        token_ids: &Bound<'_, PyAny>,
+        logprobs: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyBytes>> {
+        let ev = self.run_feed(py, token_ids, logprobs)?;
+        Ok(to_sse(py, &ev))
+    }
+
+    /// `tool_output()` as SSE bytes.
+    #[pyo3(signature = (output=None, error=None))]
+    fn tool_output_sse(
+        &mut self,
+        py: Python<'_>,
+        output: Option<&str>,
+        error: Option<&str>,
+    ) -> PyResult<Py<PyBytes>> {
+        let ev = self.run_tool_output(py, output, error)?;
+        Ok(to_sse(py, &ev))
+    }
+
+    /// `finish()` as SSE bytes.
+    #[pyo3(signature = (reason="stop", message=None))]
+    fn finish_sse(
+        &mut self,
+        py: Python<'_>,
+        reason: &str,
+        message: Option<String>,
+    ) -> PyResult<Py<PyBytes>> {
+        let ev = self.run_finish(py, reason, message)?;
+        Ok(to_sse(py, &ev))
+    }
+
+    /// The final response as a dict (mid-stream: status `in_progress`, no output yet).
+    fn response<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("json")?
+            .call_method1("loads", (self.inner.response_json(),))
+    }
+
+    /// The final response as JSON.
+    fn response_json(&self) -> String {
+        self.inner.response_json()
+    }
+
+    #[getter]
+    fn response_id(&self) -> &str {
+        self.inner.response_id()
+    }
+
+    #[getter]
+    fn finished(&self) -> bool {
+        self.inner.is_finished()
+    }
+
+    #[getter]
+    fn awaiting_tool_output(&self) -> bool {
+        self.inner.awaiting_tool_output()
+    }
+}

@@ -1,0 +1,105 @@
+//! A small JSON writer for events: strings escaped once, numbers with `itoa`-like
+//! formatting from std, keys written as constants by the callers.
+
+/// Appends `s` as a JSON string literal (with quotes).
+pub fn push_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        match esc {
+            Some(e) => out.push_str(e),
+            None => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(HEX[(b >> 4) as usize] as char);
+                out.push(HEX[(b & 15) as usize] as char);
+            }
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// Appends an optional string (`null` for `None`).
+pub fn push_opt_str(out: &mut String, s: Option<&str>) {
+    match s {
+        Some(s) => push_str(out, s),
+        None => out.push_str("null"),
+    }
+}
+
+/// Appends an unsigned integer.
+pub fn push_u64(out: &mut String, v: u64) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "{v}");
+}
+
+/// Appends a float as JSON (non-finite values become `null`, which JSON lacks).
+pub fn push_f64(out: &mut String, v: f64) {
+    use std::fmt::Write as _;
+    if v.is_finite() {
+        if v == v.trunc() && v.abs() < 1e15 {
+            let _ = write!(out, "{v:.1}");
+        } else {
+            let _ = write!(out, "{v}");
+        }
+    } else {
+        out.push_str("null");
+    }
+}
+
+/// Appends `"key":` (key must not need escaping).
+#[inline]
+pub fn key(out: &mut String, k: &str) {
+    out.push('"');
+    out.push_str(k);
+    out.push_str("\":");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_like_serde_json() {
+        for s in [
+            "plain",
+            "quote\" back\\slash",
+            "ctl\u{1}\u{1f}\n\r\t\u{8}\u{c}",
+            "é🌸 \u{2028}",
+            "",
+        ] {
+            let mut out = String::new();
+            push_str(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap());
+        }
+    }
+
+    #[test]
+    fn numbers() {
+        let mut out = String::new();
+        push_f64(&mut out, -0.5);
+        out.push(',');
+        push_f64(&mut out, 3.0);
+        out.push(',');
+        push_f64(&mut out, f64::NAN);
+        out.push(',');
+        push_u64(&mut out, 42);
+        assert_eq!(out, "-0.5,3.0,null,42");
+    }
+}

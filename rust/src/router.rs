@@ -1,0 +1,179 @@
+//! Which Responses item a Harmony message becomes: recipient first, then channel.
+//!
+//! | message | item |
+//! |---|---|
+//! | `functions.NAME` | `function_call` |
+//! | `python` | `code_interpreter_call` |
+//! | `browser.search` / `.open` / `.find` | `web_search_call` |
+//! | `LABEL.TOOL` where an mcp tool has `server_label` LABEL, or `mcp.TOOL` | `mcp_call` |
+//! | any other recipient | `mcp_call` (server label = the part before the first `.`) |
+//! | `analysis`, no recipient | `reasoning` |
+//! | `commentary`, no recipient | `message`, phase `commentary` |
+//! | `final` (or no/unknown channel), no recipient | `message`, phase `final_answer` (none for unknown) |
+
+use crate::message::Header;
+
+/// A tool the request offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tool {
+    /// `{"type": "function", "name": ...}`
+    Function {
+        /// Function name.
+        name: String,
+    },
+    /// `{"type": "mcp", "server_label": ...}`
+    Mcp {
+        /// Server label (the recipient prefix).
+        server_label: String,
+    },
+    /// `{"type": "web_search_preview"}` or `{"type": "web_search"}`
+    WebSearch,
+    /// `{"type": "code_interpreter", "container": ...}`
+    CodeInterpreter {
+        /// Container id (`None`: `{"type": "auto"}`, one is made up).
+        container_id: Option<String>,
+    },
+}
+
+/// The action of a browser call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrowserAction {
+    /// `browser.search`
+    Search,
+    /// `browser.open`
+    Open,
+    /// `browser.find`
+    Find,
+}
+
+/// The item kind a message becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `reasoning`
+    Reasoning,
+    /// `message`; the phase (`commentary`, `final_answer`) when the channel is known.
+    Message {
+        /// Phase.
+        phase: Option<&'static str>,
+    },
+    /// `function_call`
+    Function {
+        /// Function name.
+        name: String,
+    },
+    /// `mcp_call`
+    Mcp {
+        /// Server label.
+        server_label: String,
+        /// Tool name.
+        name: String,
+    },
+    /// `code_interpreter_call`
+    CodeInterpreter,
+    /// `web_search_call`
+    WebSearch(BrowserAction),
+}
+
+impl Route {
+    /// Whether the call is run by the server (its result arrives with `tool_output`).
+    pub fn is_builtin_call(&self) -> bool {
+        matches!(
+            self,
+            Self::Mcp { .. } | Self::CodeInterpreter | Self::WebSearch(_)
+        )
+    }
+}
+
+/// Routes a message header.
+pub fn route(header: &Header) -> Route {
+    if let Some(r) = header.recipient.as_deref() {
+        if let Some(name) = r.strip_prefix("functions.") {
+            return Route::Function {
+                name: name.to_string(),
+            };
+        }
+        if r == "python" {
+            return Route::CodeInterpreter;
+        }
+        match r {
+            "browser.search" => return Route::WebSearch(BrowserAction::Search),
+            "browser.open" => return Route::WebSearch(BrowserAction::Open),
+            "browser.find" => return Route::WebSearch(BrowserAction::Find),
+            _ => {}
+        }
+        // Known MCP servers, `mcp.X` and unknown recipients all become mcp_call.
+        let (label, name) = r.split_once('.').unwrap_or((r, r));
+        return Route::Mcp {
+            server_label: label.to_string(),
+            name: name.to_string(),
+        };
+    }
+    match header.channel.as_deref() {
+        Some("analysis") => Route::Reasoning,
+        Some("commentary") => Route::Message {
+            phase: Some("commentary"),
+        },
+        Some("final") => Route::Message {
+            phase: Some("final_answer"),
+        },
+        _ => Route::Message { phase: None },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Role;
+
+    fn h(channel: Option<&str>, recipient: Option<&str>) -> Header {
+        Header {
+            channel: channel.map(str::to_string),
+            recipient: recipient.map(str::to_string),
+            ..Header::new(Role::Assistant)
+        }
+    }
+
+    #[test]
+    fn recipient_first() {
+        assert_eq!(
+            route(&h(Some("analysis"), Some("functions.f"))),
+            Route::Function { name: "f".into() }
+        );
+        assert_eq!(
+            route(&h(Some("analysis"), Some("python"))),
+            Route::CodeInterpreter
+        );
+        assert_eq!(
+            route(&h(Some("commentary"), Some("github.search_issues"))),
+            Route::Mcp {
+                server_label: "github".into(),
+                name: "search_issues".into()
+            }
+        );
+        assert_eq!(
+            route(&h(Some("analysis"), Some("browser.find"))),
+            Route::WebSearch(BrowserAction::Find)
+        );
+        assert_eq!(
+            route(&h(Some("final"), None)),
+            Route::Message {
+                phase: Some("final_answer")
+            }
+        );
+        assert_eq!(
+            route(&h(Some("commentary"), None)),
+            Route::Message {
+                phase: Some("commentary")
+            }
+        );
+        assert_eq!(route(&h(Some("analysis"), None)), Route::Reasoning);
+        assert_eq!(route(&h(None, None)), Route::Message { phase: None });
+        assert_eq!(
+            route(&h(Some("commentary"), Some("container.exec"))),
+            Route::Mcp {
+                server_label: "container".into(),
+                name: "exec".into()
+            }
+        );
+    }
+}
