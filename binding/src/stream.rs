@@ -167,11 +167,7 @@ fn parse_tools(py: Python<'_>, tools: &Bound<'_, PyAny>) -> PyResult<(Vec<core::
         out.push(parsed);
         plain.append(tool)?;
     }
-    let json: String = py
-        .import("json")?
-        .call_method1("dumps", (plain,))?
-        .extract()?;
-    Ok((out, json))
+    Ok((out, compact_json(py, plain.as_any())?))
 }
 
 /// `json.dumps` with compact separators and UTF-8 kept.
@@ -313,7 +309,9 @@ impl ResponseStream {
         vocab, *, tools=None, model="gpt-oss-120b".to_string(), response_id=None,
         max_output_tokens=None, logprobs=false, input_tokens=0, cached_tokens=0,
         created_at=None, mcp_tool_lists=None, id_seed=None
-    ))]
+    ), text_signature = "(vocab, *, tools=None, model='gpt-oss-120b', response_id=None, \
+        max_output_tokens=None, logprobs=False, input_tokens=0, cached_tokens=0, created_at=None, \
+        mcp_tool_lists=None, id_seed=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,

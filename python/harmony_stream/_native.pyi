@@ -1,12 +1,21 @@
 """Type stubs of the Rust extension ``harmony_stream._native``."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 from typing import Any, Literal, SupportsIndex, final
 
-from ._types import RoleName, StreamState
+from ._types import FinishReason, LogprobInput, RoleName, StreamState
 
-__all__ = ["VOCAB_SHA256", "HarmonyParser", "Message", "Recovery", "Vocab", "__version__"]
+__all__ = [
+    "VOCAB_SHA256",
+    "HarmonyParser",
+    "Message",
+    "Recovery",
+    "ResponseEvent",
+    "ResponseStream",
+    "Vocab",
+    "__version__",
+]
 
 VOCAB_SHA256: str
 __version__: str
@@ -118,3 +127,66 @@ class HarmonyParser:
     def tokens_processed(self) -> int: ...
     @property
     def strict(self) -> bool: ...
+
+@final
+class ResponseEvent:
+    """One Responses streaming event (JSON written once, in Rust)."""
+
+    sequence_number: int
+    @property
+    def type(self) -> str: ...
+    def to_sse(self) -> bytes:
+        """``event: TYPE\\ndata: JSON\\n\\n``."""
+    def model_dump_json(self, *, indent: int | None = None, by_alias: bool = True) -> str: ...
+    def model_dump(self, **_kwargs: Any) -> dict[str, Any]: ...
+    def to_openai(self) -> Any:
+        """The event as ``openai.types.responses.ResponseStreamEvent`` (needs openai)."""
+
+@final
+class ResponseStream:
+    """The Responses event engine for one response."""
+
+    def __new__(
+        cls,
+        vocab: Vocab,
+        *,
+        tools: Iterable[Mapping[str, Any]] | None = None,
+        model: str = "gpt-oss-120b",
+        response_id: str | None = None,
+        max_output_tokens: int | None = None,
+        logprobs: bool = False,
+        input_tokens: int = 0,
+        cached_tokens: int = 0,
+        created_at: int | None = None,
+        mcp_tool_lists: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        id_seed: int | None = None,
+    ) -> ResponseStream: ...
+    def start(self) -> list[ResponseEvent]:
+        """``response.created``, ``response.in_progress``, ``mcp_list_tools`` items."""
+    def feed(
+        self, token_ids: Iterable[SupportsIndex], logprobs: Sequence[LogprobInput] | None = None
+    ) -> list[ResponseEvent]:
+        """Events for one engine step's tokens (starts the response if needed)."""
+    def tool_output(
+        self, output: str | None = None, error: str | None = None
+    ) -> list[ResponseEvent]:
+        """The result of the server-run call (MCP, python, browser) that ended the turn."""
+    def finish(
+        self, reason: FinishReason = "stop", message: str | None = None
+    ) -> list[ResponseEvent]:
+        """Ends the response with its terminal event."""
+    def start_sse(self) -> bytes: ...
+    def feed_sse(
+        self, token_ids: Iterable[SupportsIndex], logprobs: Sequence[LogprobInput] | None = None
+    ) -> bytes: ...
+    def tool_output_sse(self, output: str | None = None, error: str | None = None) -> bytes: ...
+    def finish_sse(self, reason: FinishReason = "stop", message: str | None = None) -> bytes: ...
+    def response(self) -> dict[str, Any]:
+        """The final ``Response`` as a dict (mid-stream: in progress, no output yet)."""
+    def response_json(self) -> str: ...
+    @property
+    def response_id(self) -> str: ...
+    @property
+    def finished(self) -> bool: ...
+    @property
+    def awaiting_tool_output(self) -> bool: ...

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 from typing import Literal
 
-__all__ = ["RoleName", "StreamState"]
+__all__ = ["FinishReason", "LogprobInput", "RoleName", "StreamState"]
+
+FinishReason = Literal["stop", "length", "abort", "error"]
+"""Why generation ended: ``stop`` (completed), ``length`` (max output tokens),
+``abort`` or ``error`` (failed)."""
+
+LogprobInput = float | tuple[float, Sequence[tuple[int, float]]]
+"""One token's log probability, optionally with ``(token_id, logprob)`` alternatives."""
 
 RoleName = Literal["user", "assistant", "system", "developer", "tool"]
 """The five Harmony roles."""

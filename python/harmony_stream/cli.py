@@ -19,6 +19,7 @@ from typing import Any
 from . import HarmonyParser, Vocab
 from ._vocab import install_vocab
 from .errors import HarmonyStreamError
+from .replay import replay_events, replay_sse
 from .transcript import Transcript, load_transcript
 
 __all__ = ["main", "parse_transcript_messages"]
@@ -60,6 +61,34 @@ def _cmd_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_events(args: argparse.Namespace) -> int:
+    vocab = Vocab.load(args.vocab)
+    transcript = load_transcript(args.transcript)
+    kwargs: dict[str, Any] = {"step": args.step}
+    if args.seed is not None:
+        kwargs["id_seed"] = args.seed
+        kwargs["created_at"] = 0
+    out = sys.stdout.buffer
+    if args.format == "sse":
+        out.write(replay_sse(transcript, vocab, **kwargs))
+    else:
+        for ev in replay_events(transcript, vocab, **kwargs):
+            out.write(ev.model_dump_json().encode())
+            out.write(b"\n")
+    out.flush()
+    return 0
+
+
+def _time_events(transcript: Transcript, vocab: Vocab, rounds: int) -> tuple[float, int]:
+    best, size = float("inf"), 0
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        body = replay_sse(transcript, vocab, step=1)
+        best = min(best, time.perf_counter() - t0)
+        size = len(body)
+    return best, size
+
+
 def _time_parse(transcript: Transcript, vocab: Vocab, rounds: int) -> float:
     best = float("inf")
     for _ in range(rounds):
@@ -93,11 +122,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             print(f"{head} {text[:70]!r}{'…' if len(text) > 70 else ''}")
         for r in turn["recoveries"]:
             print(f"  recovered at token {r['token_index']}: {r['kind']}: {r['detail']}")
+    events = list(replay_events(transcript, vocab))
+    kinds: dict[str, int] = {}
+    for ev in events:
+        kinds[ev.type] = kinds.get(ev.type, 0) + 1
+    print(f"events: {len(events)} Responses streaming events")
+    for kind, count in kinds.items():
+        print(f"  {count:5d} {kind}")
+    final = events[-1].model_dump()["response"]
+    print(
+        f"final response: status={final['status']}, {len(final['output'])} items, "
+        f"usage={final['usage']['output_tokens']} output / "
+        f"{final['usage']['output_tokens_details']['reasoning_tokens']} reasoning tokens"
+    )
     n = max(transcript.num_tokens, 1)
+    ev_best, size = _time_events(transcript, vocab, args.rounds)
+    print(
+        f"timing: tokens -> SSE bytes ({size:,} bytes), one feed_sse() call per token: "
+        f"{ev_best / n * 1e6:.3f} µs/token ({n / ev_best:,.0f} tokens/s), best of {args.rounds}"
+    )
     best = _time_parse(transcript, vocab, args.rounds)
     print(
-        f"timing: {n} tokens, one process() call per token from Python: "
-        f"{best / n * 1e6:.3f} µs/token ({n / best:,.0f} tokens/s), best of {args.rounds}"
+        f"timing: parser only, one process() call per token: "
+        f"{best / n * 1e6:.3f} µs/token ({n / best:,.0f} tokens/s)"
     )
     oracle = _time_openai_harmony(transcript, args.rounds)
     if oracle is not None:
@@ -152,13 +199,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = ap.add_subparsers(dest="command", required=True)
 
+    e = sub.add_parser("events", help="print the Responses streaming events of a transcript")
+    e.add_argument("transcript")
+    e.add_argument("--format", choices=["sse", "jsonl"], default="sse")
+    e.add_argument("--step", type=int, default=1, help="tokens per engine step (default 1)")
+    e.add_argument("--seed", type=int, help="fixed ids and created_at=0, for reproducible output")
+    e.set_defaults(func=_cmd_events)
+
     p = sub.add_parser("parse", help="print the parsed messages of a transcript as JSON")
     p.add_argument("transcript")
     p.add_argument("--strict", action="store_true", help="fail where openai-harmony strict fails")
     p.add_argument("--indent", type=int, default=2)
     p.set_defaults(func=_cmd_parse)
 
-    d = sub.add_parser("demo", help="parse a transcript (the bundled one by default), with timing")
+    d = sub.add_parser(
+        "demo", help="events and messages of a transcript (default: the bundled one)"
+    )
     d.add_argument("transcript", nargs="?")
     d.add_argument("--rounds", type=int, default=20)
     d.set_defaults(func=_cmd_demo)
