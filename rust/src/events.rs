@@ -1073,3 +1073,187 @@ fn part_event(item_id: &str, output_index: u64, part: &str) -> String {
     s.push_str(part);
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocab::special::{CALL, CHANNEL, END, MESSAGE, RETURN, START};
+
+    fn vocab() -> Arc<Vocab> {
+        Arc::new(Vocab::from_regular_tokens((0u8..=255).map(|b| [b])).unwrap())
+    }
+
+    fn text(s: &str) -> Vec<u32> {
+        s.bytes().map(u32::from).collect()
+    }
+
+    fn msg(header: &str, body: &str, stop: u32) -> Vec<u32> {
+        let mut v = vec![CHANNEL];
+        v.extend(text(header));
+        v.push(MESSAGE);
+        v.extend(text(body));
+        v.push(stop);
+        v
+    }
+
+    fn next_turn() -> Vec<u32> {
+        let mut v = vec![START];
+        v.extend(text("assistant"));
+        v
+    }
+
+    fn stream() -> ResponseStream {
+        ResponseStream::new(
+            vocab(),
+            ResponseConfig {
+                model: "m".into(),
+                id_seed: Some(7),
+                tools: vec![Tool::Mcp {
+                    server_label: "github".into(),
+                }],
+                tools_json: "[]".into(),
+                ..ResponseConfig::default()
+            },
+        )
+    }
+
+    fn kinds(events: &[Event]) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        for e in events {
+            // Consecutive deltas count once: their number depends on tokenization.
+            if e.kind.ends_with(".delta") && out.last() == Some(&e.kind) {
+                continue;
+            }
+            out.push(e.kind);
+        }
+        out
+    }
+
+    #[test]
+    fn reasoning_then_final_answer() {
+        let mut s = stream();
+        let mut ev = Vec::new();
+        let mut toks = msg("analysis", "think", END);
+        toks.extend(next_turn());
+        toks.extend(msg("final", "Hi!", RETURN));
+        s.feed(&toks, None, &mut ev).unwrap();
+        s.finish(FinishReason::Stop, &mut ev).unwrap();
+        assert_eq!(
+            kinds(&ev),
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.reasoning_text.delta",
+                "response.reasoning_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        let seqs: Vec<u64> = ev.iter().map(|e| e.sequence_number).collect();
+        assert_eq!(seqs, (0..ev.len() as u64).collect::<Vec<_>>());
+        let last: serde_json::Value = serde_json::from_str(&ev.last().unwrap().to_json()).unwrap();
+        let out = &last["response"]["output"];
+        assert_eq!(out[0]["content"][0]["text"], "think");
+        assert_eq!(out[1]["content"][0]["text"], "Hi!");
+        assert_eq!(out[1]["phase"], "final_answer");
+        // Reasoning tokens: the 5 content tokens of "think" and its <|end|>.
+        assert_eq!(
+            last["response"]["usage"]["output_tokens_details"]["reasoning_tokens"],
+            6
+        );
+        assert_eq!(last["response"]["usage"]["output_tokens"], toks.len());
+    }
+
+    #[test]
+    fn empty_message_gets_its_whole_lifecycle() {
+        let mut s = stream();
+        let mut ev = Vec::new();
+        s.feed(&msg("final", "", RETURN), None, &mut ev).unwrap();
+        let k = kinds(&ev);
+        assert!(k.contains(&"response.output_text.done"));
+        assert!(!k.contains(&"response.output_text.delta"));
+        assert_eq!(
+            k.iter()
+                .filter(|k| **k == "response.output_item.done")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn mcp_call_waits_for_its_result() {
+        let mut s = stream();
+        let mut ev = Vec::new();
+        s.feed(
+            &msg("commentary to=github.search", "{}", CALL),
+            None,
+            &mut ev,
+        )
+        .unwrap();
+        assert!(s.awaiting_tool_output());
+        assert_eq!(ev.last().unwrap().kind, "response.mcp_call_arguments.done");
+        let mut ev2 = Vec::new();
+        s.tool_output(None, Some("boom"), &mut ev2).unwrap();
+        assert_eq!(
+            kinds(&ev2),
+            ["response.mcp_call.failed", "response.output_item.done"]
+        );
+        let done: serde_json::Value = serde_json::from_str(&ev2[1].to_json()).unwrap();
+        assert_eq!(done["item"]["status"], "failed");
+        assert_eq!(done["item"]["error"]["content"][0]["text"], "boom");
+        // No call waiting any more.
+        assert!(matches!(
+            s.tool_output(Some("x"), None, &mut ev2),
+            Err(Error::StreamState(_))
+        ));
+    }
+
+    #[test]
+    fn length_closes_the_open_item_incomplete() {
+        let mut s = stream();
+        let mut ev = Vec::new();
+        let toks = msg("final", "cut here", RETURN);
+        s.feed(&toks[..toks.len() - 4], None, &mut ev).unwrap();
+        s.finish(FinishReason::Length, &mut ev).unwrap();
+        let last: serde_json::Value = serde_json::from_str(&ev.last().unwrap().to_json()).unwrap();
+        assert_eq!(last["type"], "response.incomplete");
+        assert_eq!(
+            last["response"]["incomplete_details"]["reason"],
+            "max_output_tokens"
+        );
+        assert_eq!(last["response"]["output"][0]["status"], "incomplete");
+        assert_eq!(last["response"]["output"][0]["content"][0]["text"], "cut h");
+    }
+
+    #[test]
+    fn nothing_after_finish_and_bad_ids_emit_nothing() {
+        let mut s = stream();
+        let mut ev = Vec::new();
+        assert!(matches!(
+            s.feed(&[5, 999_999], None, &mut ev),
+            Err(Error::InvalidToken { .. })
+        ));
+        assert!(ev.is_empty());
+        s.finish(FinishReason::Error("x".into()), &mut ev).unwrap();
+        let n = ev.len();
+        assert!(matches!(
+            s.feed(&[5], None, &mut ev),
+            Err(Error::StreamState(_))
+        ));
+        assert!(matches!(
+            s.finish(FinishReason::Stop, &mut ev),
+            Err(Error::StreamState(_))
+        ));
+        assert_eq!(ev.len(), n);
+        assert_eq!(ev.last().unwrap().kind, "response.failed");
+    }
+}
