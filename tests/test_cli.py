@@ -111,3 +111,37 @@ def test_transcript_short_form_and_extra_fields() -> None:
     assert t.extra == {"note": "x"}
     with pytest.raises(TranscriptError, match="not both"):
         parse_transcript({"tokens": [], "turns": []})
+
+
+@pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda p: p.stem)
+def test_events_jsonl_and_sse_agree_with_the_final_response(
+    path: Path, vocab: Any, capsys: pytest.CaptureFixture[bytes]
+) -> None:
+    from harmony_stream._openai import to_openai_event
+    from harmony_stream.replay import replay_response
+
+    assert main(["events", "--format", "jsonl", "--seed", "3", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    events = [json.loads(line) for line in lines]
+    for ev in events:
+        to_openai_event(ev)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    terminal = events[-1]
+    assert terminal["type"] in ("response.completed", "response.incomplete")
+    # Non-streaming (the engine fed to the end) gives the same response.
+    transcript = load_transcript(path)
+    assert replay_response(transcript, vocab, id_seed=3, created_at=0) == terminal["response"]
+
+    assert main(["events", "--format", "sse", "--seed", "3", "--step", "7", str(path)]) == 0
+    blocks = capsys.readouterr().out.split("\n\n")
+    assert blocks[-1] == ""
+    sse_events = []
+    for block in blocks[:-1]:
+        head, data = block.split("\n")
+        assert head.startswith("event: ")
+        assert data.startswith("data: ")
+        ev = json.loads(data[len("data: ") :])
+        assert ev["type"] == head[len("event: ") :]
+        sse_events.append(ev)
+    # Steps of 7 tokens: same items and same final response as one token per step.
+    assert sse_events[-1]["response"] == terminal["response"]

@@ -8,7 +8,7 @@ from typing import Any
 from ._native import ResponseEvent, ResponseStream, Vocab
 from .transcript import ModelTurn, ToolOutput, Transcript
 
-__all__ = ["replay_events", "replay_sse", "stream_for"]
+__all__ = ["replay_events", "replay_response", "replay_sse", "stream_for"]
 
 
 def stream_for(transcript: Transcript, vocab: Vocab, **kwargs: Any) -> ResponseStream:
@@ -54,3 +54,15 @@ def replay_sse(transcript: Transcript, vocab: Vocab, *, step: int = 1, **kwargs:
             out.append(stream.tool_output_sse(turn.output, turn.error))
     out.append(stream.finish_sse(_finish_reason(transcript)))  # type: ignore[arg-type]
     return b"".join(out)
+
+
+def replay_response(transcript: Transcript, vocab: Vocab, **kwargs: Any) -> dict[str, Any]:
+    """The non-streaming result: the same engine fed to the end, then `response()`."""
+    stream = stream_for(transcript, vocab, **kwargs)
+    for turn in transcript.turns:
+        if isinstance(turn, ModelTurn):
+            stream.feed_sse(turn.tokens)
+        elif isinstance(turn, ToolOutput):
+            stream.tool_output_sse(turn.output, turn.error)
+    stream.finish_sse(_finish_reason(transcript))  # type: ignore[arg-type]
+    return stream.response()
