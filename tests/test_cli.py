@@ -115,7 +115,7 @@ def test_transcript_short_form_and_extra_fields() -> None:
 
 @pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda p: p.stem)
 def test_events_jsonl_and_sse_agree_with_the_final_response(
-    path: Path, vocab: Any, capsys: pytest.CaptureFixture[bytes]
+    path: Path, vocab: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from harmony_stream._openai import to_openai_event
     from harmony_stream.replay import replay_response

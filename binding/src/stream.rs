@@ -5,10 +5,10 @@ use std::sync::Arc;
 use harmony_stream_core as core;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyMapping, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyMapping, PyString};
 
 use crate::errors::{self, IntoPyResult};
-use crate::{extract_tokens, Vocab};
+use crate::{extract_token, extract_tokens, Vocab};
 
 /// One Responses streaming event.
 ///
@@ -180,7 +180,11 @@ fn compact_json(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<String> {
         .extract()
 }
 
-fn parse_logprobs(py: Python<'_>, lps: &Bound<'_, PyAny>) -> PyResult<Vec<core::TokenLogprob>> {
+fn parse_logprobs(
+    py: Python<'_>,
+    lps: &Bound<'_, PyAny>,
+    n_regular: u32,
+) -> PyResult<Vec<core::TokenLogprob>> {
     let mut out = Vec::new();
     for (i, lp) in lps.try_iter()?.enumerate() {
         let lp = lp?;
@@ -190,16 +194,38 @@ fn parse_logprobs(py: Python<'_>, lps: &Bound<'_, PyAny>) -> PyResult<Vec<core::
                 format!("logprobs[{i}] must be a float or (logprob, [(token_id, logprob), ...])"),
             )
         };
-        if let Ok(v) = lp.extract::<f64>() {
+        let number = |v: &Bound<'_, PyAny>| -> PyResult<f64> {
+            if v.is_instance_of::<PyBool>() {
+                return Err(bad());
+            }
+            v.extract::<f64>().map_err(|_| bad())
+        };
+        if lp.is_instance_of::<PyString>() || lp.is_instance_of::<PyBytes>() {
+            return Err(bad());
+        }
+        if let Ok(v) = number(&lp) {
             out.push(core::TokenLogprob {
                 logprob: v,
                 top: Vec::new(),
             });
-        } else if let Ok((v, top)) = lp.extract::<(f64, Vec<(u32, f64)>)>() {
-            out.push(core::TokenLogprob { logprob: v, top });
-        } else {
-            return Err(bad());
+            continue;
         }
+        let pair: Vec<Bound<'_, PyAny>> = lp.extract().map_err(|_| bad())?;
+        let [value, alternatives] = pair.as_slice() else {
+            return Err(bad());
+        };
+        let mut top = Vec::new();
+        for alt in alternatives.try_iter().map_err(|_| bad())? {
+            let alt: Vec<Bound<'_, PyAny>> = alt?.extract().map_err(|_| bad())?;
+            let [id, v] = alt.as_slice() else {
+                return Err(bad());
+            };
+            top.push((extract_token(py, id, i, n_regular)?, number(v)?));
+        }
+        out.push(core::TokenLogprob {
+            logprob: number(value)?,
+            top,
+        });
     }
     Ok(out)
 }
@@ -243,7 +269,10 @@ impl ResponseStream {
     ) -> PyResult<Vec<core::Event>> {
         let n = self.inner.parser().tokens_processed();
         let ids = extract_tokens(py, token_ids, n, self.inner.parser().vocab().n_regular())?;
-        let lps = logprobs.map(|l| parse_logprobs(py, l)).transpose()?;
+        let n_regular = self.inner.parser().vocab().n_regular();
+        let lps = logprobs
+            .map(|l| parse_logprobs(py, l, n_regular))
+            .transpose()?;
         let mut out = Vec::with_capacity(ids.len() * 2);
         let inner = &mut self.inner;
         let res = if ids.len() >= 256 {

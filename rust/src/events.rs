@@ -130,6 +130,8 @@ struct Item {
 enum Outcome {
     Output(String),
     Error(String),
+    /// No result ever came; the reason is reported in an MCP call's error only.
+    Missing(&'static str),
 }
 
 /// What a built-in call's result was.
@@ -309,13 +311,7 @@ impl ResponseStream {
         self.check_open("feed()")?;
         self.parser.validate(tokens)?;
         if let Some(lp) = logprobs {
-            if lp.len() != tokens.len() {
-                return Err(Error::InvalidRequest(format!(
-                    "{} logprobs for {} tokens: give one per token",
-                    lp.len(),
-                    tokens.len()
-                )));
-            }
+            self.validate_logprobs(tokens, lp)?;
         }
         if self.phase == Phase::New {
             self.start(out)?;
@@ -334,6 +330,38 @@ impl ResponseStream {
             }
             let step = self.parser.process(tok)?;
             self.after_step(step, out, "completed");
+        }
+        Ok(())
+    }
+
+    /// One entry per token, numbers that are log probabilities, known alternative ids.
+    fn validate_logprobs(&self, tokens: &[u32], lps: &[TokenLogprob]) -> Result<()> {
+        if lps.len() != tokens.len() {
+            return Err(Error::InvalidRequest(format!(
+                "{} logprobs for {} tokens: give one per token",
+                lps.len(),
+                tokens.len()
+            )));
+        }
+        let bad_number = |i: usize, v: f64| {
+            Error::InvalidRequest(format!(
+                "logprobs[{i}] holds {v}: a log probability is a number <= 0 or -inf"
+            ))
+        };
+        for (i, lp) in lps.iter().enumerate() {
+            if lp.logprob.is_nan() || lp.logprob == f64::INFINITY {
+                return Err(bad_number(i, lp.logprob));
+            }
+            for &(id, v) in &lp.top {
+                if v.is_nan() || v == f64::INFINITY {
+                    return Err(bad_number(i, v));
+                }
+                if !self.vocab.contains(id) {
+                    return Err(Error::InvalidRequest(format!(
+                        "logprobs[{i}] names alternative token id {id}, which is not in the vocabulary"
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -683,7 +711,7 @@ impl ResponseStream {
         item.result = Some(match result {
             ToolResult::Output(o) => Outcome::Output(o.to_string()),
             ToolResult::Error(e) => Outcome::Error(e.to_string()),
-            ToolResult::Missing(why) => Outcome::Error(why.to_string()),
+            ToolResult::Missing(why) => Outcome::Missing(why),
         });
         self.finish_item(item, status, out);
     }
@@ -948,7 +976,11 @@ impl ResponseStream {
                         s.push(',');
                         key(&mut s, "output");
                         push_str(&mut s, o);
-                    } else if let Some(Outcome::Error(e)) = &item.result {
+                    } else if let Some(e) = match &item.result {
+                        Some(Outcome::Error(e)) => Some(e.as_str()),
+                        Some(Outcome::Missing(why)) => Some(*why),
+                        _ => None,
+                    } {
                         s.push_str(",\"error\":{\"type\":\"mcp_tool_execution_error\",\"content\":[{\"type\":\"text\",");
                         key(&mut s, "text");
                         push_str(&mut s, e);
@@ -967,7 +999,7 @@ impl ResponseStream {
                 key(&mut s, "outputs");
                 let logs = match &item.result {
                     Some(Outcome::Output(l) | Outcome::Error(l)) => Some(l.as_str()),
-                    None => None,
+                    Some(Outcome::Missing(_)) | None => None,
                 };
                 match (added, logs) {
                     (false, Some(l)) => {

@@ -49,9 +49,18 @@ pub fn push_u64(out: &mut String, v: u64) {
     let _ = write!(out, "{v}");
 }
 
-/// Appends a float as JSON (non-finite values become `null`, which JSON lacks).
+/// The value written for a log probability of `-inf` (what vLLM writes too).
+pub const NEG_INF_LOGPROB: f64 = -9999.0;
+
+/// Appends a float as JSON: `-inf` becomes [`NEG_INF_LOGPROB`], NaN and `+inf`
+/// (which JSON lacks and callers reject first) become `null`.
 pub fn push_f64(out: &mut String, v: f64) {
     use std::fmt::Write as _;
+    let v = if v == f64::NEG_INFINITY {
+        NEG_INF_LOGPROB
+    } else {
+        v
+    };
     if v.is_finite() {
         if v == v.trunc() && v.abs() < 1e15 {
             let _ = write!(out, "{v:.1}");
@@ -99,7 +108,9 @@ mod tests {
         out.push(',');
         push_f64(&mut out, f64::NAN);
         out.push(',');
+        push_f64(&mut out, f64::NEG_INFINITY);
+        out.push(',');
         push_u64(&mut out, 42);
-        assert_eq!(out, "-0.5,3.0,null,42");
+        assert_eq!(out, "-0.5,3.0,null,-9999.0,42");
     }
 }

@@ -86,7 +86,8 @@ impl Route {
 
 /// Routes a message header.
 pub fn route(header: &Header) -> Route {
-    if let Some(r) = header.recipient.as_deref() {
+    // An empty recipient (`to=` with nothing after it) is no recipient.
+    if let Some(r) = header.recipient.as_deref().filter(|r| !r.is_empty()) {
         if let Some(name) = r.strip_prefix("functions.") {
             return Route::Function {
                 name: name.to_string(),
@@ -168,6 +169,12 @@ mod tests {
         );
         assert_eq!(route(&h(Some("analysis"), None)), Route::Reasoning);
         assert_eq!(route(&h(None, None)), Route::Message { phase: None });
+        assert_eq!(
+            route(&h(Some("final"), Some(""))),
+            Route::Message {
+                phase: Some("final_answer")
+            }
+        );
         assert_eq!(
             route(&h(Some("commentary"), Some("container.exec"))),
             Route::Mcp {
