@@ -130,15 +130,20 @@ struct Item {
 enum Outcome {
     Output(String),
     Error(String),
-    /// No result ever came; the reason is reported in an MCP call's error only.
-    Missing(&'static str),
+    /// No result ever came (the item closes `incomplete`).
+    Missing,
 }
 
 /// What a built-in call's result was.
 enum ToolResult<'a> {
     Output(&'a str),
     Error(&'a str),
-    Missing(&'static str),
+    /// The call will never run (the model started another message, or the response
+    /// finished normally): an MCP call fails with this reason, python/browser calls
+    /// (which have no failed event) close `incomplete`.
+    Skipped(&'static str),
+    /// The response was cut (length, abort, error): the call closes `incomplete`.
+    Missing,
 }
 
 /// splitmix64: ids that look random and never repeat within a stream.
@@ -390,7 +395,10 @@ impl ResponseStream {
     fn open_item(&mut self, header: &Header, out: &mut Vec<Event>) {
         if self.pending.is_some() {
             // The model went on without the tool result: that call gets none.
-            self.fail_pending(out, "the model continued before the tool result arrived");
+            self.fail_pending(
+                out,
+                ToolResult::Skipped("the model continued before the tool result arrived"),
+            );
         }
         self.function_waiting = false;
         self.pending_logprobs.clear();
@@ -671,8 +679,9 @@ impl ResponseStream {
         Ok(())
     }
 
-    fn fail_pending(&mut self, out: &mut Vec<Event>, why: &'static str) {
-        self.complete_pending(ToolResult::Missing(why), out);
+    /// Closes a call that will never get its result.
+    fn fail_pending(&mut self, out: &mut Vec<Event>, result: ToolResult<'static>) {
+        self.complete_pending(result, out);
     }
 
     fn complete_pending(&mut self, result: ToolResult<'_>, out: &mut Vec<Event>) {
@@ -681,6 +690,8 @@ impl ResponseStream {
         };
         let (id, idx) = (item.id.clone(), item.output_index);
         let status = match (&item.route, &result) {
+            (_, ToolResult::Missing) => "incomplete",
+            (Route::CodeInterpreter | Route::WebSearch(_), ToolResult::Skipped(_)) => "incomplete",
             (Route::Mcp { .. }, ToolResult::Output(_)) => {
                 self.emit(out, "response.mcp_call.completed", ref_event(&id, idx));
                 "completed"
@@ -711,7 +722,10 @@ impl ResponseStream {
         item.result = Some(match result {
             ToolResult::Output(o) => Outcome::Output(o.to_string()),
             ToolResult::Error(e) => Outcome::Error(e.to_string()),
-            ToolResult::Missing(why) => Outcome::Missing(why),
+            ToolResult::Skipped(why) if matches!(item.route, Route::Mcp { .. }) => {
+                Outcome::Error(why.to_string())
+            }
+            ToolResult::Skipped(_) | ToolResult::Missing => Outcome::Missing,
         });
         self.finish_item(item, status, out);
     }
@@ -733,7 +747,13 @@ impl ResponseStream {
             self.finish_item(item, close_status, out);
         }
         if self.pending.is_some() {
-            self.fail_pending(out, "the response finished before the tool result arrived");
+            let result = match reason {
+                FinishReason::Stop => {
+                    ToolResult::Skipped("the response finished before the tool result arrived")
+                }
+                _ => ToolResult::Missing,
+            };
+            self.fail_pending(out, result);
         }
         self.function_waiting = false;
         let kind = match &reason {
@@ -976,11 +996,7 @@ impl ResponseStream {
                         s.push(',');
                         key(&mut s, "output");
                         push_str(&mut s, o);
-                    } else if let Some(e) = match &item.result {
-                        Some(Outcome::Error(e)) => Some(e.as_str()),
-                        Some(Outcome::Missing(why)) => Some(*why),
-                        _ => None,
-                    } {
+                    } else if let Some(Outcome::Error(e)) = &item.result {
                         s.push_str(",\"error\":{\"type\":\"mcp_tool_execution_error\",\"content\":[{\"type\":\"text\",");
                         key(&mut s, "text");
                         push_str(&mut s, e);
@@ -999,7 +1015,7 @@ impl ResponseStream {
                 key(&mut s, "outputs");
                 let logs = match &item.result {
                     Some(Outcome::Output(l) | Outcome::Error(l)) => Some(l.as_str()),
-                    Some(Outcome::Missing(_)) | None => None,
+                    Some(Outcome::Missing) | None => None,
                 };
                 match (added, logs) {
                     (false, Some(l)) => {
