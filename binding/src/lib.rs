@@ -507,6 +507,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Recovery>()?;
     m.add_class::<stream::ResponseStream>()?;
     m.add_class::<stream::ResponseEvent>()?;
+    m.add_function(wrap_pyfunction!(stream::feed_batch, m)?)?;
     m.add("VOCAB_SHA256", core::vocab::VOCAB_SHA256)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use harmony_stream_core as core;
+use harmony_stream_core::events::EventSink;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyMapping, PyString};
@@ -252,28 +253,28 @@ fn to_events(py: Python<'_>, events: Vec<core::Event>) -> PyResult<Vec<Py<Respon
         .collect()
 }
 
-fn to_sse(py: Python<'_>, events: &[core::Event]) -> Py<PyBytes> {
-    let mut s = String::with_capacity(events.len() * 160);
-    for e in events {
-        e.write_sse(e.sequence_number, &mut s);
-    }
-    PyBytes::new(py, s.as_bytes()).unbind()
+fn sse_bytes(py: Python<'_>, sse: &str) -> Py<PyBytes> {
+    PyBytes::new(py, sse.as_bytes()).unbind()
 }
 
+/// Collects events as objects (`Vec<Event>`) or as SSE text (`String`).
+trait Sink: EventSink + Default + Send {}
+impl<S: EventSink + Default + Send> Sink for S {}
+
 impl ResponseStream {
-    fn run_feed(
+    fn run_feed<S: Sink>(
         &mut self,
         py: Python<'_>,
         token_ids: &Bound<'_, PyAny>,
         logprobs: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<core::Event>> {
+    ) -> PyResult<S> {
         let n = self.inner.parser().tokens_processed();
-        let ids = extract_tokens(py, token_ids, n, self.inner.parser().vocab().n_regular())?;
         let n_regular = self.inner.parser().vocab().n_regular();
+        let ids = extract_tokens(py, token_ids, n, n_regular)?;
         let lps = logprobs
             .map(|l| parse_logprobs(py, l, n_regular))
             .transpose()?;
-        let mut out = Vec::with_capacity(ids.len() * 2);
+        let mut out = S::default();
         let inner = &mut self.inner;
         let res = if ids.len() >= 256 {
             py.detach(|| inner.feed(&ids, lps.as_deref(), &mut out))
@@ -284,12 +285,12 @@ impl ResponseStream {
         Ok(out)
     }
 
-    fn run_finish(
+    fn run_finish<S: Sink>(
         &mut self,
         py: Python<'_>,
         reason: &str,
         message: Option<String>,
-    ) -> PyResult<Vec<core::Event>> {
+    ) -> PyResult<S> {
         let reason = match reason {
             "stop" => core::FinishReason::Stop,
             "length" => core::FinishReason::Length,
@@ -308,27 +309,91 @@ impl ResponseStream {
                 ))
             }
         };
-        let mut out = Vec::new();
+        let mut out = S::default();
         self.inner.finish(reason, &mut out).py_err(py)?;
         Ok(out)
     }
 
-    fn run_tool_output(
+    fn run_tool_output<S: Sink>(
         &mut self,
         py: Python<'_>,
         output: Option<&str>,
         error: Option<&str>,
-    ) -> PyResult<Vec<core::Event>> {
-        let mut out = Vec::new();
+    ) -> PyResult<S> {
+        let mut out = S::default();
         self.inner.tool_output(output, error, &mut out).py_err(py)?;
         Ok(out)
     }
 
-    fn run_start(&mut self, py: Python<'_>) -> PyResult<Vec<core::Event>> {
-        let mut out = Vec::new();
+    fn run_start<S: Sink>(&mut self, py: Python<'_>) -> PyResult<S> {
+        let mut out = S::default();
         self.inner.start(&mut out).py_err(py)?;
         Ok(out)
     }
+}
+
+/// One engine step for many streams in one call: `steps[i]` are the new tokens
+/// of `streams[i]`. Returns each stream's SSE bytes. Every stream and id is
+/// checked first (an error consumes nothing); the work runs without the GIL.
+#[pyfunction]
+pub fn feed_batch(
+    py: Python<'_>,
+    streams: &Bound<'_, PyAny>,
+    steps: &Bound<'_, PyAny>,
+) -> PyResult<Vec<Py<PyBytes>>> {
+    let mut guards: Vec<PyRefMut<'_, ResponseStream>> = Vec::new();
+    for (i, s) in streams.try_iter()?.enumerate() {
+        let s = s?;
+        let cell = s
+            .cast::<ResponseStream>()
+            .map_err(|_| PyTypeError::new_err(format!("streams[{i}] is not a ResponseStream")))?;
+        let guard = cell.try_borrow_mut().map_err(|_| {
+            errors::to_pyerr(
+                py,
+                core::Error::StreamState(format!(
+                    "streams[{i}] is in use elsewhere, or appears twice in the batch"
+                )),
+            )
+        })?;
+        guards.push(guard);
+    }
+    let mut ids: Vec<Vec<u32>> = Vec::with_capacity(guards.len());
+    for (i, step) in steps.try_iter()?.enumerate() {
+        let g = guards
+            .get(i)
+            .ok_or_else(|| invalid(py, format!("{} steps for {} streams", i + 1, guards.len())))?;
+        let parser = g.inner.parser();
+        ids.push(extract_tokens(
+            py,
+            &step?,
+            parser.tokens_processed(),
+            parser.vocab().n_regular(),
+        )?);
+    }
+    if ids.len() != guards.len() {
+        return Err(invalid(
+            py,
+            format!("{} steps for {} streams", ids.len(), guards.len()),
+        ));
+    }
+    for (g, step) in guards.iter().zip(&ids) {
+        g.inner.validate_feed(step).py_err(py)?;
+    }
+    let mut engines: Vec<&mut core::ResponseStream> =
+        guards.iter_mut().map(|g| &mut g.inner).collect();
+    let outs: Vec<core::Result<String>> = py.detach(|| {
+        engines
+            .iter_mut()
+            .zip(&ids)
+            .map(|(engine, step)| {
+                let mut out = String::with_capacity(step.len() * 200);
+                engine.feed(step, None, &mut out).map(|()| out)
+            })
+            .collect()
+    });
+    outs.into_iter()
+        .map(|r| r.map(|s| sse_bytes(py, &s)).py_err(py))
+        .collect()
 }
 
 #[pymethods]
@@ -402,7 +467,7 @@ impl ResponseStream {
 
     /// `response.created`, `response.in_progress` and the `mcp_list_tools` items.
     fn start(&mut self, py: Python<'_>) -> PyResult<Vec<Py<ResponseEvent>>> {
-        let ev = self.run_start(py)?;
+        let ev: Vec<core::Event> = self.run_start(py)?;
         to_events(py, ev)
     }
 
@@ -414,7 +479,7 @@ impl ResponseStream {
         token_ids: &Bound<'_, PyAny>,
         logprobs: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<Py<ResponseEvent>>> {
-        let ev = self.run_feed(py, token_ids, logprobs)?;
+        let ev: Vec<core::Event> = self.run_feed(py, token_ids, logprobs)?;
         to_events(py, ev)
     }
 
@@ -426,7 +491,7 @@ impl ResponseStream {
         output: Option<&str>,
         error: Option<&str>,
     ) -> PyResult<Vec<Py<ResponseEvent>>> {
-        let ev = self.run_tool_output(py, output, error)?;
+        let ev: Vec<core::Event> = self.run_tool_output(py, output, error)?;
         to_events(py, ev)
     }
 
@@ -438,14 +503,14 @@ impl ResponseStream {
         reason: &str,
         message: Option<String>,
     ) -> PyResult<Vec<Py<ResponseEvent>>> {
-        let ev = self.run_finish(py, reason, message)?;
+        let ev: Vec<core::Event> = self.run_finish(py, reason, message)?;
         to_events(py, ev)
     }
 
     /// `start()` as SSE bytes.
     fn start_sse(&mut self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
-        let ev = self.run_start(py)?;
-        Ok(to_sse(py, &ev))
+        let sse: String = self.run_start(py)?;
+        Ok(sse_bytes(py, &sse))
     }
 
     /// `feed()` as one SSE `bytes`, without event objects.
@@ -456,8 +521,8 @@ impl ResponseStream {
         token_ids: &Bound<'_, PyAny>,
         logprobs: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyBytes>> {
-        let ev = self.run_feed(py, token_ids, logprobs)?;
-        Ok(to_sse(py, &ev))
+        let sse: String = self.run_feed(py, token_ids, logprobs)?;
+        Ok(sse_bytes(py, &sse))
     }
 
     /// `tool_output()` as SSE bytes.
@@ -468,8 +533,8 @@ impl ResponseStream {
         output: Option<&str>,
         error: Option<&str>,
     ) -> PyResult<Py<PyBytes>> {
-        let ev = self.run_tool_output(py, output, error)?;
-        Ok(to_sse(py, &ev))
+        let sse: String = self.run_tool_output(py, output, error)?;
+        Ok(sse_bytes(py, &sse))
     }
 
     /// `finish()` as SSE bytes.
@@ -480,8 +545,8 @@ impl ResponseStream {
         reason: &str,
         message: Option<String>,
     ) -> PyResult<Py<PyBytes>> {
-        let ev = self.run_finish(py, reason, message)?;
-        Ok(to_sse(py, &ev))
+        let sse: String = self.run_finish(py, reason, message)?;
+        Ok(sse_bytes(py, &sse))
     }
 
     /// The final response as a dict (mid-stream: status `in_progress`, no output yet).

@@ -17,6 +17,7 @@ from ._native import (
     ResponseStream,
     Vocab,
     __version__,
+    feed_batch,
 )
 from ._types import StreamState
 from .errors import (
@@ -50,4 +51,5 @@ __all__ = [
     "VocabHashError",
     "VocabNotFoundError",
     "__version__",
+    "feed_batch",
 ]

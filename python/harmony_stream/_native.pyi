@@ -15,6 +15,7 @@ __all__ = [
     "ResponseStream",
     "Vocab",
     "__version__",
+    "feed_batch",
 ]
 
 VOCAB_SHA256: str
@@ -190,3 +191,12 @@ class ResponseStream:
     def finished(self) -> bool: ...
     @property
     def awaiting_tool_output(self) -> bool: ...
+
+def feed_batch(
+    streams: Sequence[ResponseStream], steps: Sequence[Iterable[SupportsIndex]]
+) -> list[bytes]:
+    """One engine step for many streams: ``steps[i]`` are the new tokens of ``streams[i]``.
+
+    Returns each stream's SSE bytes. Every stream and id is checked first (an
+    error consumes nothing); the work runs without the GIL.
+    """

@@ -28,17 +28,7 @@ pub struct Event {
 impl Event {
     /// Appends the event's JSON with the given sequence number.
     pub fn write_json(&self, sequence_number: u64, out: &mut String) {
-        out.reserve(self.body.len() + self.kind.len() + 40);
-        out.push_str("{\"type\":\"");
-        out.push_str(self.kind);
-        out.push('"');
-        if !self.body.is_empty() {
-            out.push(',');
-            out.push_str(&self.body);
-        }
-        out.push_str(",\"sequence_number\":");
-        push_u64(out, sequence_number);
-        out.push('}');
+        write_event(out, self.kind, sequence_number, &self.body, false);
     }
 
     /// The event's JSON with its own sequence number.
@@ -50,10 +40,55 @@ impl Event {
 
     /// Appends `event: TYPE\ndata: JSON\n\n`.
     pub fn write_sse(&self, sequence_number: u64, out: &mut String) {
+        write_event(out, self.kind, sequence_number, &self.body, true);
+    }
+}
+
+/// Where the engine puts events: a `Vec<Event>` keeps them as objects, a
+/// `String` receives them as SSE text directly (no per-event allocation).
+pub trait EventSink {
+    /// Receives one event: its type, sequence number and JSON members.
+    fn event(&mut self, kind: &'static str, sequence_number: u64, body: &str);
+}
+
+impl EventSink for Vec<Event> {
+    #[inline]
+    fn event(&mut self, kind: &'static str, sequence_number: u64, body: &str) {
+        self.push(Event {
+            kind,
+            sequence_number,
+            body: body.to_string(),
+        });
+    }
+}
+
+impl EventSink for String {
+    #[inline]
+    fn event(&mut self, kind: &'static str, sequence_number: u64, body: &str) {
+        write_event(self, kind, sequence_number, body, true);
+    }
+}
+
+/// Writes one event as JSON, or as an SSE block when `sse`.
+#[inline]
+fn write_event(out: &mut String, kind: &str, sequence_number: u64, body: &str, sse: bool) {
+    out.reserve(body.len() + 2 * kind.len() + 48);
+    if sse {
         out.push_str("event: ");
-        out.push_str(self.kind);
+        out.push_str(kind);
         out.push_str("\ndata: ");
-        self.write_json(sequence_number, out);
+    }
+    out.push_str("{\"type\":\"");
+    out.push_str(kind);
+    out.push('"');
+    if !body.is_empty() {
+        out.push(',');
+        out.push_str(body);
+    }
+    out.push_str(",\"sequence_number\":");
+    push_u64(out, sequence_number);
+    out.push('}');
+    if sse {
         out.push_str("\n\n");
     }
 }
@@ -186,6 +221,7 @@ pub struct ResponseStream {
     reasoning_tokens: u64,
     pending_logprobs: Vec<(u32, TokenLogprob)>,
     last_url: Option<String>,
+    body: String,
     status: &'static str,
     error_message: Option<String>,
 }
@@ -212,6 +248,7 @@ impl ResponseStream {
             reasoning_tokens: 0,
             pending_logprobs: Vec::new(),
             last_url: None,
+            body: String::with_capacity(256),
             status: "in_progress",
             error_message: None,
         }
@@ -237,12 +274,9 @@ impl ResponseStream {
         &self.parser
     }
 
-    fn emit(&mut self, out: &mut Vec<Event>, kind: &'static str, body: String) {
-        out.push(Event {
-            kind,
-            sequence_number: self.seq,
-            body,
-        });
+    #[inline]
+    fn emit<S: EventSink>(&mut self, out: &mut S, kind: &'static str, body: impl AsRef<str>) {
+        out.event(kind, self.seq, body.as_ref());
         self.seq += 1;
     }
 
@@ -256,7 +290,7 @@ impl ResponseStream {
     }
 
     /// `response.created`, `response.in_progress`, then the `mcp_list_tools` items.
-    pub fn start(&mut self, out: &mut Vec<Event>) -> Result<()> {
+    pub fn start<S: EventSink>(&mut self, out: &mut S) -> Result<()> {
         self.check_open("start()")?;
         if self.phase != Phase::New {
             return Err(Error::StreamState("start() was already called".into()));
@@ -266,7 +300,7 @@ impl ResponseStream {
         let mut body = String::with_capacity(resp.len() + 12);
         key(&mut body, "response");
         body.push_str(&resp);
-        self.emit(out, "response.created", body.clone());
+        self.emit(out, "response.created", &body);
         self.emit(out, "response.in_progress", body);
         for (label, tools) in self.cfg.mcp_listings.clone() {
             let id = self.ids.next("mcpl");
@@ -304,14 +338,20 @@ impl ResponseStream {
         Ok(())
     }
 
+    /// Checks, without changing anything, that [`Self::feed`] would accept these tokens.
+    pub fn validate_feed(&self, tokens: &[u32]) -> Result<()> {
+        self.check_open("feed()")?;
+        self.parser.validate(tokens)
+    }
+
     /// Feeds one engine step's tokens (and their logprobs, one per token).
     ///
     /// Ids are checked first: on an error nothing is consumed or emitted.
-    pub fn feed(
+    pub fn feed<S: EventSink>(
         &mut self,
         tokens: &[u32],
         logprobs: Option<&[TokenLogprob]>,
-        out: &mut Vec<Event>,
+        out: &mut S,
     ) -> Result<()> {
         self.check_open("feed()")?;
         self.parser.validate(tokens)?;
@@ -371,10 +411,10 @@ impl ResponseStream {
         Ok(())
     }
 
-    fn after_step(
+    fn after_step<S: EventSink>(
         &mut self,
         step: crate::parser::Step,
-        out: &mut Vec<Event>,
+        out: &mut S,
         status: &'static str,
     ) {
         if step.header_done {
@@ -383,8 +423,17 @@ impl ResponseStream {
             }
         }
         if step.delta {
-            if let Some(d) = self.parser.last_content_delta().map(str::to_string) {
-                self.delta(&d, out);
+            let delta = self.parser.last_content_delta().unwrap_or_default();
+            if let Some(item) = self.open.as_mut() {
+                write_delta(
+                    item,
+                    delta,
+                    &mut self.body,
+                    &mut self.seq,
+                    &mut self.pending_logprobs,
+                    &self.vocab,
+                    out,
+                );
             }
         }
         if step.message_done {
@@ -392,7 +441,7 @@ impl ResponseStream {
         }
     }
 
-    fn open_item(&mut self, header: &Header, out: &mut Vec<Event>) {
+    fn open_item<S: EventSink>(&mut self, header: &Header, out: &mut S) {
         if self.pending.is_some() {
             // The model went on without the tool result: that call gets none.
             self.fail_pending(
@@ -476,46 +525,7 @@ impl ResponseStream {
         self.open = Some(item);
     }
 
-    fn delta(&mut self, delta: &str, out: &mut Vec<Event>) {
-        let Some(mut item) = self.open.take() else {
-            return;
-        };
-        item.text.push_str(delta);
-        let kind = match item.route {
-            Route::Reasoning => Some("response.reasoning_text.delta"),
-            Route::Message { .. } => Some("response.output_text.delta"),
-            Route::Function { .. } => Some("response.function_call_arguments.delta"),
-            Route::Mcp { .. } => Some("response.mcp_call_arguments.delta"),
-            Route::CodeInterpreter => Some("response.code_interpreter_call_code.delta"),
-            Route::WebSearch(_) => None,
-        };
-        if let Some(kind) = kind {
-            let mut body = String::with_capacity(delta.len() + 96);
-            if matches!(item.route, Route::Reasoning | Route::Message { .. }) {
-                body.push_str("\"content_index\":0,");
-            }
-            key(&mut body, "delta");
-            push_str(&mut body, delta);
-            body.push(',');
-            key(&mut body, "item_id");
-            push_str(&mut body, &item.id);
-            if matches!(item.route, Route::Message { .. }) {
-                body.push(',');
-                key(&mut body, "logprobs");
-                let lps = std::mem::take(&mut self.pending_logprobs);
-                self.write_logprobs(&lps, false, &mut body);
-                item.logprobs.extend(lps);
-            }
-            body.push(',');
-            key(&mut body, "output_index");
-            push_u64(&mut body, item.output_index);
-            self.emit(out, kind, body);
-        }
-        self.pending_logprobs.clear();
-        self.open = Some(item);
-    }
-
-    fn message_done(&mut self, out: &mut Vec<Event>, status: &'static str) {
+    fn message_done<S: EventSink>(&mut self, out: &mut S, status: &'static str) {
         let Some(msg) = self.parser.messages().last().cloned() else {
             return;
         };
@@ -523,10 +533,18 @@ impl ResponseStream {
             // A message the lenient parser built without a header (stray text).
             self.open_item(&msg.header, out);
         }
-        if let Some(item) = &self.open {
+        if let Some(item) = self.open.as_mut() {
             if msg.content.len() > item.text.len() && msg.content.starts_with(&item.text) {
-                let tail = msg.content[item.text.len()..].to_string();
-                self.delta(&tail, out);
+                let tail = &msg.content[item.text.len()..];
+                write_delta(
+                    item,
+                    tail,
+                    &mut self.body,
+                    &mut self.seq,
+                    &mut self.pending_logprobs,
+                    &self.vocab,
+                    out,
+                );
             }
         }
         let Some(item) = self.open.take() else {
@@ -542,7 +560,7 @@ impl ResponseStream {
                 if is_msg {
                     body.push(',');
                     key(&mut body, "logprobs");
-                    self.write_logprobs(&item.logprobs, false, &mut body);
+                    write_logprobs(&self.vocab, &item.logprobs, false, &mut body);
                 }
                 body.push(',');
                 key(&mut body, "output_index");
@@ -634,7 +652,7 @@ impl ResponseStream {
         }
     }
 
-    fn await_or_finish(&mut self, item: Item, status: &'static str, out: &mut Vec<Event>) {
+    fn await_or_finish<S: EventSink>(&mut self, item: Item, status: &'static str, out: &mut S) {
         if status == "completed" {
             self.pending = Some(item);
         } else {
@@ -642,7 +660,7 @@ impl ResponseStream {
         }
     }
 
-    fn finish_item(&mut self, item: Item, status: &'static str, out: &mut Vec<Event>) {
+    fn finish_item<S: EventSink>(&mut self, item: Item, status: &'static str, out: &mut S) {
         let done = self.item_json(&item, status, false);
         self.emit(
             out,
@@ -654,11 +672,11 @@ impl ResponseStream {
 
     /// The result of the server-run call that ended the turn; the next tokens
     /// start a new completion (`<|start|>assistant` is in its prompt).
-    pub fn tool_output(
+    pub fn tool_output<S: EventSink>(
         &mut self,
         output: Option<&str>,
         error: Option<&str>,
-        out: &mut Vec<Event>,
+        out: &mut S,
     ) -> Result<()> {
         self.check_open("tool_output()")?;
         if self.pending.is_none() && !self.function_waiting {
@@ -680,11 +698,11 @@ impl ResponseStream {
     }
 
     /// Closes a call that will never get its result.
-    fn fail_pending(&mut self, out: &mut Vec<Event>, result: ToolResult<'static>) {
+    fn fail_pending<S: EventSink>(&mut self, out: &mut S, result: ToolResult<'static>) {
         self.complete_pending(result, out);
     }
 
-    fn complete_pending(&mut self, result: ToolResult<'_>, out: &mut Vec<Event>) {
+    fn complete_pending<S: EventSink>(&mut self, result: ToolResult<'_>, out: &mut S) {
         let Some(mut item) = self.pending.take() else {
             return;
         };
@@ -731,7 +749,7 @@ impl ResponseStream {
     }
 
     /// Ends the response: closes what is open and emits the terminal event.
-    pub fn finish(&mut self, reason: FinishReason, out: &mut Vec<Event>) -> Result<()> {
+    pub fn finish<S: EventSink>(&mut self, reason: FinishReason, out: &mut S) -> Result<()> {
         self.check_open("finish()")?;
         if self.phase == Phase::New {
             self.start(out)?;
@@ -874,68 +892,11 @@ impl ResponseStream {
                 push_str(&mut s, &item.text);
                 s.push_str(",\"annotations\":[],");
                 key(&mut s, "logprobs");
-                self.write_logprobs(&item.logprobs, true, &mut s);
+                write_logprobs(&self.vocab, &item.logprobs, true, &mut s);
                 s.push('}');
             }
         }
         s
-    }
-
-    fn token_text(&self, token: u32) -> String {
-        String::from_utf8_lossy(self.vocab.token_bytes(token).unwrap_or_default()).into_owned()
-    }
-
-    fn write_logprobs(&self, lps: &[(u32, TokenLogprob)], with_bytes: bool, out: &mut String) {
-        out.push('[');
-        for (i, (tok, lp)) in lps.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push('{');
-            self.write_token(*tok, with_bytes, out);
-            out.push(',');
-            key(out, "logprob");
-            push_f64(out, lp.logprob);
-            out.push(',');
-            key(out, "top_logprobs");
-            out.push('[');
-            for (j, (t, l)) in lp.top.iter().enumerate() {
-                if j > 0 {
-                    out.push(',');
-                }
-                out.push('{');
-                self.write_token(*t, with_bytes, out);
-                out.push(',');
-                key(out, "logprob");
-                push_f64(out, *l);
-                out.push('}');
-            }
-            out.push_str("]}");
-        }
-        out.push(']');
-    }
-
-    fn write_token(&self, tok: u32, with_bytes: bool, out: &mut String) {
-        key(out, "token");
-        push_str(out, &self.token_text(tok));
-        if with_bytes {
-            out.push(',');
-            key(out, "bytes");
-            out.push('[');
-            for (i, b) in self
-                .vocab
-                .token_bytes(tok)
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-            {
-                if i > 0 {
-                    out.push(',');
-                }
-                push_u64(out, u64::from(*b));
-            }
-            out.push(']');
-        }
     }
 
     fn item_json(&mut self, item: &Item, status: &str, added: bool) -> String {
@@ -1085,6 +1046,108 @@ impl ResponseStream {
             }
         }
         s
+    }
+}
+
+/// Writes one content delta event (the hot path: no allocation but the event's own).
+#[allow(clippy::too_many_arguments)]
+fn write_delta<S: EventSink>(
+    item: &mut Item,
+    delta: &str,
+    body: &mut String,
+    seq: &mut u64,
+    pending: &mut Vec<(u32, TokenLogprob)>,
+    vocab: &Vocab,
+    out: &mut S,
+) {
+    item.text.push_str(delta);
+    let kind = match item.route {
+        Route::Reasoning => "response.reasoning_text.delta",
+        Route::Message { .. } => "response.output_text.delta",
+        Route::Function { .. } => "response.function_call_arguments.delta",
+        Route::Mcp { .. } => "response.mcp_call_arguments.delta",
+        Route::CodeInterpreter => "response.code_interpreter_call_code.delta",
+        Route::WebSearch(_) => {
+            pending.clear();
+            return;
+        }
+    };
+    body.clear();
+    if matches!(item.route, Route::Reasoning | Route::Message { .. }) {
+        body.push_str("\"content_index\":0,");
+    }
+    key(body, "delta");
+    push_str(body, delta);
+    body.push(',');
+    key(body, "item_id");
+    push_str(body, &item.id);
+    if matches!(item.route, Route::Message { .. }) {
+        body.push(',');
+        key(body, "logprobs");
+        write_logprobs(vocab, pending, false, body);
+        item.logprobs.append(pending);
+    }
+    body.push(',');
+    key(body, "output_index");
+    push_u64(body, item.output_index);
+    out.event(kind, *seq, body);
+    *seq += 1;
+    pending.clear();
+}
+
+fn token_text(vocab: &Vocab, token: u32) -> String {
+    String::from_utf8_lossy(vocab.token_bytes(token).unwrap_or_default()).into_owned()
+}
+
+fn write_logprobs(vocab: &Vocab, lps: &[(u32, TokenLogprob)], with_bytes: bool, out: &mut String) {
+    out.push('[');
+    for (i, (tok, lp)) in lps.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        write_token(vocab, *tok, with_bytes, out);
+        out.push(',');
+        key(out, "logprob");
+        push_f64(out, lp.logprob);
+        out.push(',');
+        key(out, "top_logprobs");
+        out.push('[');
+        for (j, (t, l)) in lp.top.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push('{');
+            write_token(vocab, *t, with_bytes, out);
+            out.push(',');
+            key(out, "logprob");
+            push_f64(out, *l);
+            out.push('}');
+        }
+        out.push_str("]}");
+    }
+    out.push(']');
+}
+
+fn write_token(vocab: &Vocab, tok: u32, with_bytes: bool, out: &mut String) {
+    key(out, "token");
+    push_str(out, &token_text(vocab, tok));
+    if with_bytes {
+        out.push(',');
+        key(out, "bytes");
+        out.push('[');
+        for (i, b) in vocab
+            .token_bytes(tok)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
+                out.push(',');
+            }
+            push_u64(out, u64::from(*b));
+        }
+        out.push(']');
     }
 }
 

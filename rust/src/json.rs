@@ -1,28 +1,40 @@
 //! A small JSON writer for events: strings escaped once, numbers with `itoa`-like
 //! formatting from std, keys written as constants by the callers.
 
-/// Appends `s` as a JSON string literal (with quotes).
+/// Bytes that need escaping in a JSON string: controls, `"` and `\\`.
+const ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// Appends `s` as a JSON string literal (with quotes). Runs of plain bytes are
+/// copied at once; UTF-8 passes through unchanged.
 pub fn push_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let esc: Option<&str> = match b {
-            b'"' => Some("\\\""),
-            b'\\' => Some("\\\\"),
-            b'\n' => Some("\\n"),
-            b'\r' => Some("\\r"),
-            b'\t' => Some("\\t"),
-            0x08 => Some("\\b"),
-            0x0c => Some("\\f"),
-            0..=0x1f => None,
-            _ => continue,
-        };
+        if !ESCAPE[b as usize] {
+            continue;
+        }
         out.push_str(&s[start..i]);
-        match esc {
-            Some(e) => out.push_str(e),
-            None => {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 out.push_str("\\u00");
                 out.push(HEX[(b >> 4) as usize] as char);
@@ -44,9 +56,9 @@ pub fn push_opt_str(out: &mut String, s: Option<&str>) {
 }
 
 /// Appends an unsigned integer.
+#[inline]
 pub fn push_u64(out: &mut String, v: u64) {
-    use std::fmt::Write as _;
-    let _ = write!(out, "{v}");
+    out.push_str(itoa::Buffer::new().format(v));
 }
 
 /// The value written for a log probability of `-inf` (what vLLM writes too).
