@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 import pytest
-from conftest import DATA
 
 from harmony_stream import (
     InvalidRequestError,
@@ -16,6 +15,8 @@ from harmony_stream import (
     feed_batch,
 )
 from harmony_stream.transcript import ModelTurn, load_transcript
+
+from conftest import DATA
 
 
 def turns(name: str) -> list[int]:
