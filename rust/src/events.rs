@@ -154,7 +154,10 @@ struct Item {
     id: String,
     call_id: String,
     output_index: u64,
+    /// The item's text: set from the parser's message when it completes.
     text: String,
+    /// Bytes of text already sent as deltas.
+    emitted: usize,
     logprobs: Vec<(u32, TokenLogprob)>,
     container_id: String,
     result: Option<Outcome>,
@@ -484,6 +487,7 @@ impl ResponseStream {
             call_id,
             output_index: self.next_index,
             text: String::new(),
+            emitted: 0,
             logprobs: Vec::new(),
             container_id,
             result: None,
@@ -526,7 +530,7 @@ impl ResponseStream {
     }
 
     fn message_done<S: EventSink>(&mut self, out: &mut S, status: &'static str) {
-        let Some(msg) = self.parser.messages().last().cloned() else {
+        let Some(msg) = self.parser.pop_message() else {
             return;
         };
         if self.open.is_none() {
@@ -534,8 +538,9 @@ impl ResponseStream {
             self.open_item(&msg.header, out);
         }
         if let Some(item) = self.open.as_mut() {
-            if msg.content.len() > item.text.len() && msg.content.starts_with(&item.text) {
-                let tail = &msg.content[item.text.len()..];
+            // The deltas spelled a prefix of the content; an undecodable tail
+            // (U+FFFD at end of stream) is sent as a last delta.
+            if let Some(tail) = msg.content.get(item.emitted..).filter(|t| !t.is_empty()) {
                 write_delta(
                     item,
                     tail,
@@ -547,9 +552,10 @@ impl ResponseStream {
                 );
             }
         }
-        let Some(item) = self.open.take() else {
+        let Some(mut item) = self.open.take() else {
             return;
         };
+        item.text = msg.content;
         let (id, idx) = (item.id.clone(), item.output_index);
         match &item.route {
             Route::Reasoning | Route::Message { .. } => {
@@ -1060,7 +1066,7 @@ fn write_delta<S: EventSink>(
     vocab: &Vocab,
     out: &mut S,
 ) {
-    item.text.push_str(delta);
+    item.emitted += delta.len();
     let kind = match item.route {
         Route::Reasoning => "response.reasoning_text.delta",
         Route::Message { .. } => "response.output_text.delta",

@@ -505,6 +505,12 @@ impl Parser {
         &self.messages
     }
 
+    /// Removes and returns the last completed message (a consumer that keeps its
+    /// own copy, like the event engine, uses this so text is not held twice).
+    pub fn pop_message(&mut self) -> Option<Message> {
+        self.messages.pop()
+    }
+
     /// Every quirk recovered from (always empty in strict mode).
     pub fn recoveries(&self) -> &[Recovery] {
         &self.recoveries
