@@ -68,3 +68,20 @@ def test_batch_checks_everything_before_consuming(vocab: Vocab) -> None:
     # Nothing was consumed: `a` has not even started.
     assert a.response()["status"] == "in_progress"
     assert a.feed_sse([]).startswith(b"event: response.created")
+
+
+def test_a_rust_panic_becomes_internal_error_on_that_stream_only(vocab: Vocab) -> None:
+    from harmony_stream import InternalError
+
+    hurt = ResponseStream(vocab, id_seed=1)
+    fine = ResponseStream(vocab, id_seed=2)
+    hurt.start()
+    with pytest.raises(InternalError, match="deliberate panic"):
+        hurt._panic_for_tests()
+    # The stream that panicked refuses further work; the process and other streams go on.
+    with pytest.raises(InternalError, match="cannot be used"):
+        hurt.feed([200005])
+    with pytest.raises(InternalError):
+        feed_batch([fine, hurt], [[200005], [200005]])
+    assert fine.feed_sse([200005]).startswith(b"event: response.created")
+    assert isinstance(InternalError("x"), RuntimeError)

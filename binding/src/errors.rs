@@ -65,6 +65,17 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
     }
 }
 
+/// `InternalError`: a Rust panic caught at the boundary.
+#[cold]
+pub fn internal(py: Python<'_>, detail: String) -> PyErr {
+    build(
+        py,
+        "InternalError",
+        format!("internal error in harmony-stream (please report it): {detail}"),
+        &[],
+    )
+}
+
 /// The same exception class with another message.
 #[cold]
 pub fn with_message(py: Python<'_>, err: PyErr, message: String) -> PyErr {

@@ -355,6 +355,32 @@ impl Recovery {
 struct HarmonyParser {
     inner: core::Parser,
     converted: Vec<Py<Message>>,
+    poisoned: bool,
+}
+
+impl HarmonyParser {
+    /// Calls `f` on the parser unless poisoned; a Rust panic poisons it and
+    /// becomes `InternalError`.
+    fn guarded<T>(
+        &mut self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut core::Parser) -> core::Result<T>,
+    ) -> PyResult<T> {
+        if self.poisoned {
+            return Err(errors::internal(
+                py,
+                "this parser hit an internal error earlier and cannot be used".into(),
+            ));
+        }
+        let inner = &mut self.inner;
+        match stream::catching(|| f(inner)) {
+            Ok(r) => r.py_err(py),
+            Err(msg) => {
+                self.poisoned = true;
+                Err(errors::internal(py, msg))
+            }
+        }
+    }
 }
 
 fn parse_role(role: Option<&str>) -> PyResult<Option<core::Role>> {
@@ -377,6 +403,7 @@ impl HarmonyParser {
         Ok(Self {
             inner: core::Parser::new(Arc::clone(&vocab.inner), role, strict),
             converted: Vec::new(),
+            poisoned: false,
         })
     }
 
@@ -384,7 +411,7 @@ impl HarmonyParser {
     fn process(&mut self, py: Python<'_>, token: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
         let n = self.inner.tokens_processed();
         let id = extract_token(py, token, n, self.inner.vocab().n_regular())?;
-        self.inner.process(id).py_err(py)?;
+        self.guarded(py, |p| p.process(id))?;
         Ok(self.inner.last_content_delta().map(str::to_string))
     }
 
@@ -399,7 +426,7 @@ impl HarmonyParser {
         self.inner.validate(&ids).py_err(py)?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            self.inner.process(id).py_err(py)?;
+            self.guarded(py, |p| p.process(id))?;
             out.push(self.inner.last_content_delta().map(str::to_string));
         }
         Ok(out)
@@ -407,7 +434,7 @@ impl HarmonyParser {
 
     /// End of stream: closes the open message.
     fn process_eos(&mut self, py: Python<'_>) -> PyResult<()> {
-        self.inner.process_eos().py_err(py)?;
+        self.guarded(py, |p| p.process_eos())?;
         Ok(())
     }
 

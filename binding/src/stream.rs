@@ -235,6 +235,8 @@ fn parse_logprobs(
 #[pyclass(module = "harmony_stream._native", name = "ResponseStream")]
 pub struct ResponseStream {
     inner: core::ResponseStream,
+    /// Set when a Rust panic was caught: the stream's state cannot be trusted.
+    poisoned: bool,
 }
 
 fn to_events(py: Python<'_>, events: Vec<core::Event>) -> PyResult<Vec<Py<ResponseEvent>>> {
@@ -261,7 +263,40 @@ fn sse_bytes(py: Python<'_>, sse: &str) -> Py<PyBytes> {
 trait Sink: EventSink + Default + Send {}
 impl<S: EventSink + Default + Send> Sink for S {}
 
+/// Runs engine work, turning a Rust panic into `InternalError` (never an abort).
+pub(crate) fn catching<T>(f: impl FnOnce() -> core::Result<T>) -> Result<core::Result<T>, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string())
+    })
+}
+
 impl ResponseStream {
+    /// Calls `f` on the engine unless the stream is poisoned; a panic poisons it.
+    fn guarded<T>(
+        &mut self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut core::ResponseStream) -> core::Result<T>,
+    ) -> PyResult<T> {
+        if self.poisoned {
+            return Err(errors::internal(
+                py,
+                "this stream hit an internal error earlier and cannot be used".into(),
+            ));
+        }
+        let inner = &mut self.inner;
+        match catching(|| f(inner)) {
+            Ok(r) => r.py_err(py),
+            Err(msg) => {
+                self.poisoned = true;
+                Err(errors::internal(py, msg))
+            }
+        }
+    }
+
     fn run_feed<S: Sink>(
         &mut self,
         py: Python<'_>,
@@ -275,13 +310,19 @@ impl ResponseStream {
             .map(|l| parse_logprobs(py, l, n_regular))
             .transpose()?;
         let mut out = S::default();
-        let inner = &mut self.inner;
-        let res = if ids.len() >= 256 {
-            py.detach(|| inner.feed(&ids, lps.as_deref(), &mut out))
+        if ids.len() >= 256 && !self.poisoned {
+            // Long steps run without the GIL.
+            let inner = &mut self.inner;
+            match py.detach(|| catching(|| inner.feed(&ids, lps.as_deref(), &mut out))) {
+                Ok(r) => r.py_err(py)?,
+                Err(msg) => {
+                    self.poisoned = true;
+                    return Err(errors::internal(py, msg));
+                }
+            }
         } else {
-            inner.feed(&ids, lps.as_deref(), &mut out)
-        };
-        res.py_err(py)?;
+            self.guarded(py, |e| e.feed(&ids, lps.as_deref(), &mut out))?;
+        }
         Ok(out)
     }
 
@@ -310,7 +351,7 @@ impl ResponseStream {
             }
         };
         let mut out = S::default();
-        self.inner.finish(reason, &mut out).py_err(py)?;
+        self.guarded(py, |e| e.finish(reason, &mut out))?;
         Ok(out)
     }
 
@@ -321,13 +362,13 @@ impl ResponseStream {
         error: Option<&str>,
     ) -> PyResult<S> {
         let mut out = S::default();
-        self.inner.tool_output(output, error, &mut out).py_err(py)?;
+        self.guarded(py, |e| e.tool_output(output, error, &mut out))?;
         Ok(out)
     }
 
     fn run_start<S: Sink>(&mut self, py: Python<'_>) -> PyResult<S> {
         let mut out = S::default();
-        self.inner.start(&mut out).py_err(py)?;
+        self.guarded(py, |e| e.start(&mut out))?;
         Ok(out)
     }
 }
@@ -376,24 +417,47 @@ pub fn feed_batch(
             format!("{} steps for {} streams", ids.len(), guards.len()),
         ));
     }
-    for (g, step) in guards.iter().zip(&ids) {
+    for (i, (g, step)) in guards.iter().zip(&ids).enumerate() {
+        if g.poisoned {
+            return Err(errors::internal(
+                py,
+                format!("streams[{i}] hit an internal error earlier and cannot be used"),
+            ));
+        }
         g.inner.validate_feed(step).py_err(py)?;
     }
     let mut engines: Vec<&mut core::ResponseStream> =
         guards.iter_mut().map(|g| &mut g.inner).collect();
-    let outs: Vec<core::Result<String>> = py.detach(|| {
+    let outs: Vec<Result<core::Result<String>, String>> = py.detach(|| {
         engines
             .iter_mut()
             .zip(&ids)
             .map(|(engine, step)| {
-                let mut out = String::with_capacity(step.len() * 200);
-                engine.feed(step, None, &mut out).map(|()| out)
+                catching(|| {
+                    let mut out = String::with_capacity(step.len() * 200);
+                    engine.feed(step, None, &mut out).map(|()| out)
+                })
             })
             .collect()
     });
-    outs.into_iter()
-        .map(|r| r.map(|s| sse_bytes(py, &s)).py_err(py))
-        .collect()
+    let mut result = Vec::with_capacity(outs.len());
+    let mut first_err = None;
+    for (g, r) in guards.iter_mut().zip(outs) {
+        match r {
+            Ok(Ok(sse)) => result.push(sse_bytes(py, &sse)),
+            Ok(Err(e)) => {
+                first_err.get_or_insert_with(|| errors::to_pyerr(py, e));
+            }
+            Err(msg) => {
+                g.poisoned = true;
+                first_err.get_or_insert_with(|| errors::internal(py, msg));
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(result),
+    }
 }
 
 #[pymethods]
@@ -462,6 +526,7 @@ impl ResponseStream {
         };
         Ok(Self {
             inner: core::ResponseStream::new(Arc::clone(&vocab.inner), cfg),
+            poisoned: false,
         })
     }
 
@@ -573,5 +638,13 @@ impl ResponseStream {
     #[getter]
     fn awaiting_tool_output(&self) -> bool {
         self.inner.awaiting_tool_output()
+    }
+
+    /// Test hook: panics inside Rust, to prove a panic becomes `InternalError`
+    /// on this stream and never aborts the process.
+    fn _panic_for_tests(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.guarded(py, |_| -> core::Result<()> {
+            panic!("deliberate panic for tests")
+        })
     }
 }

@@ -23,6 +23,7 @@ from ._types import StreamState
 from .errors import (
     HarmonyError,
     HarmonyStreamError,
+    InternalError,
     InvalidRequestError,
     InvalidTokenError,
     ResponseStateError,
@@ -37,6 +38,7 @@ __all__ = [
     "HarmonyError",
     "HarmonyParser",
     "HarmonyStreamError",
+    "InternalError",
     "InvalidRequestError",
     "InvalidTokenError",
     "Message",

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "HarmonyError",
     "HarmonyStreamError",
+    "InternalError",
     "InvalidRequestError",
     "InvalidTokenError",
     "ResponseStateError",
@@ -65,6 +66,11 @@ class ResponseStateError(HarmonyStreamError, RuntimeError):
 class InvalidRequestError(HarmonyStreamError, ValueError):
     """A request setting the engine cannot use: an unknown tool type, a tool
     missing a required field, logprobs that do not line up with the tokens."""
+
+
+class InternalError(HarmonyStreamError, RuntimeError):
+    """A bug inside harmony-stream (a Rust panic), caught at the boundary: the
+    process goes on, the stream that hit it refuses further calls."""
 
 
 class VocabError(HarmonyStreamError):
