@@ -231,6 +231,17 @@ fn extract_tokens(
             "token ids must be a sequence of int, got str/bytes",
         ));
     }
+    // Fast paths: a list (what engines hand over) and a single int (per-token callers).
+    if let Ok(list) = obj.cast::<PyList>() {
+        let mut out = Vec::with_capacity(list.len());
+        for (i, item) in list.iter().enumerate() {
+            out.push(extract_token(py, &item, base + i, n_regular)?);
+        }
+        return Ok(out);
+    }
+    if obj.is_instance_of::<pyo3::types::PyInt>() {
+        return Ok(vec![extract_token(py, obj, base, n_regular)?]);
+    }
     let mut out = Vec::with_capacity(obj.len().unwrap_or(0));
     for (i, item) in obj.try_iter()?.enumerate() {
         out.push(extract_token(py, &item?, base + i, n_regular)?);

@@ -165,7 +165,9 @@ class ResponseStream:
     def start(self) -> list[ResponseEvent]:
         """``response.created``, ``response.in_progress``, ``mcp_list_tools`` items."""
     def feed(
-        self, token_ids: Iterable[SupportsIndex], logprobs: Sequence[LogprobInput] | None = None
+        self,
+        token_ids: Iterable[SupportsIndex] | SupportsIndex,
+        logprobs: Sequence[LogprobInput] | None = None,
     ) -> list[ResponseEvent]:
         """Events for one engine step's tokens (starts the response if needed)."""
     def tool_output(
@@ -178,7 +180,9 @@ class ResponseStream:
         """Ends the response with its terminal event."""
     def start_sse(self) -> bytes: ...
     def feed_sse(
-        self, token_ids: Iterable[SupportsIndex], logprobs: Sequence[LogprobInput] | None = None
+        self,
+        token_ids: Iterable[SupportsIndex] | SupportsIndex,
+        logprobs: Sequence[LogprobInput] | None = None,
     ) -> bytes: ...
     def tool_output_sse(self, output: str | None = None, error: str | None = None) -> bytes: ...
     def finish_sse(self, reason: FinishReason = "stop", message: str | None = None) -> bytes: ...
