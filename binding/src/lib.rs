@@ -370,27 +370,12 @@ struct HarmonyParser {
 }
 
 impl HarmonyParser {
-    /// Calls `f` on the parser unless poisoned; a Rust panic poisons it and
-    /// becomes `InternalError`.
     fn guarded<T>(
         &mut self,
         py: Python<'_>,
         f: impl FnOnce(&mut core::Parser) -> core::Result<T>,
     ) -> PyResult<T> {
-        if self.poisoned {
-            return Err(errors::internal(
-                py,
-                "this parser hit an internal error earlier and cannot be used".into(),
-            ));
-        }
-        let inner = &mut self.inner;
-        match stream::catching(|| f(inner)) {
-            Ok(r) => r.py_err(py),
-            Err(msg) => {
-                self.poisoned = true;
-                Err(errors::internal(py, msg))
-            }
-        }
+        stream::guarded_call(py, &mut self.poisoned, &mut self.inner, "parser", f)
     }
 }
 

@@ -274,27 +274,37 @@ pub(crate) fn catching<T>(f: impl FnOnce() -> core::Result<T>) -> Result<core::R
     })
 }
 
+/// Calls `f` on `inner` unless `poisoned`; a Rust panic sets `poisoned` and
+/// becomes `InternalError` (`what` names the object in the message).
+pub(crate) fn guarded_call<E, T>(
+    py: Python<'_>,
+    poisoned: &mut bool,
+    inner: &mut E,
+    what: &str,
+    f: impl FnOnce(&mut E) -> core::Result<T>,
+) -> PyResult<T> {
+    if *poisoned {
+        return Err(errors::internal(
+            py,
+            format!("this {what} hit an internal error earlier and cannot be used"),
+        ));
+    }
+    match catching(|| f(inner)) {
+        Ok(r) => r.py_err(py),
+        Err(msg) => {
+            *poisoned = true;
+            Err(errors::internal(py, msg))
+        }
+    }
+}
+
 impl ResponseStream {
-    /// Calls `f` on the engine unless the stream is poisoned; a panic poisons it.
     fn guarded<T>(
         &mut self,
         py: Python<'_>,
         f: impl FnOnce(&mut core::ResponseStream) -> core::Result<T>,
     ) -> PyResult<T> {
-        if self.poisoned {
-            return Err(errors::internal(
-                py,
-                "this stream hit an internal error earlier and cannot be used".into(),
-            ));
-        }
-        let inner = &mut self.inner;
-        match catching(|| f(inner)) {
-            Ok(r) => r.py_err(py),
-            Err(msg) => {
-                self.poisoned = true;
-                Err(errors::internal(py, msg))
-            }
-        }
+        guarded_call(py, &mut self.poisoned, &mut self.inner, "stream", f)
     }
 
     fn run_feed<S: Sink>(

@@ -589,45 +589,18 @@ impl ResponseStream {
                 self.finish_item(item, status, out);
             }
             Route::Function { name } => {
-                let mut body = String::new();
-                key(&mut body, "arguments");
-                push_str(&mut body, &item.text);
-                body.push(',');
-                key(&mut body, "item_id");
-                push_str(&mut body, &id);
-                body.push(',');
-                key(&mut body, "name");
-                push_str(&mut body, name);
-                body.push(',');
-                key(&mut body, "output_index");
-                push_u64(&mut body, idx);
+                let body = text_done_body("arguments", &item.text, &id, idx, Some(name));
                 self.emit(out, "response.function_call_arguments.done", body);
                 self.finish_item(item, status, out);
                 self.function_waiting = status == "completed";
             }
             Route::Mcp { .. } => {
-                let mut body = String::new();
-                key(&mut body, "arguments");
-                push_str(&mut body, &item.text);
-                body.push(',');
-                key(&mut body, "item_id");
-                push_str(&mut body, &id);
-                body.push(',');
-                key(&mut body, "output_index");
-                push_u64(&mut body, idx);
+                let body = text_done_body("arguments", &item.text, &id, idx, None);
                 self.emit(out, "response.mcp_call_arguments.done", body);
                 self.await_or_finish(item, status, out);
             }
             Route::CodeInterpreter => {
-                let mut body = String::new();
-                key(&mut body, "code");
-                push_str(&mut body, &item.text);
-                body.push(',');
-                key(&mut body, "item_id");
-                push_str(&mut body, &id);
-                body.push(',');
-                key(&mut body, "output_index");
-                push_u64(&mut body, idx);
+                let body = text_done_body("code", &item.text, &id, idx, None);
                 self.emit(out, "response.code_interpreter_call_code.done", body);
                 if status == "completed" {
                     self.emit(
@@ -1155,6 +1128,32 @@ fn write_token(vocab: &Vocab, tok: u32, with_bytes: bool, out: &mut String) {
         }
         out.push(']');
     }
+}
+
+/// `{field}`, `item_id`, (`name`), `output_index`: the body of the `.done` event
+/// of a function call's arguments, an MCP call's arguments or python code.
+fn text_done_body(
+    field: &str,
+    text: &str,
+    item_id: &str,
+    output_index: u64,
+    name: Option<&str>,
+) -> String {
+    let mut s = String::with_capacity(text.len() + 96);
+    key(&mut s, field);
+    push_str(&mut s, text);
+    s.push(',');
+    key(&mut s, "item_id");
+    push_str(&mut s, item_id);
+    if let Some(name) = name {
+        s.push(',');
+        key(&mut s, "name");
+        push_str(&mut s, name);
+    }
+    s.push(',');
+    key(&mut s, "output_index");
+    push_u64(&mut s, output_index);
+    s
 }
 
 fn item_event(output_index: u64, item: &str) -> String {
