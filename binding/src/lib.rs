@@ -239,7 +239,10 @@ fn extract_tokens(
         }
         return Ok(out);
     }
-    if obj.is_instance_of::<pyo3::types::PyInt>() {
+    // A single id: an int, or an int-like scalar (numpy.uint32) that is not iterable.
+    if obj.is_instance_of::<pyo3::types::PyInt>()
+        || (!obj.hasattr("__iter__")? && obj.hasattr("__index__")?)
+    {
         return Ok(vec![extract_token(py, obj, base, n_regular)?]);
     }
     let mut out = Vec::with_capacity(obj.len().unwrap_or(0));
