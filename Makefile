@@ -54,7 +54,7 @@ test-python: install vocab ## pytest (differential tests against openai-harmony)
 	$(PY) -m pytest -q
 
 .PHONY: test
-test: lint test-rust test-python bench-short ## everything CI runs (benches in short mode)
+test: lint test-rust test-python bench-short fuzz-short leak-check ## everything CI runs (benches, fuzzing in short mode)
 
 .PHONY: clean
 clean: ## remove build products and the virtualenv
@@ -73,3 +73,17 @@ bench: install vocab ## full bench: table, targets, benches/results/{results.jso
 .PHONY: bench-short
 bench-short: install vocab ## short bench for CI (< 2 min), results in .cache/bench_short/
 	HS_BENCH_SHORT=1 $(BENCH_PYTEST)
+
+# ---------------------------------------------------------------------------
+# Reliability (issue 7): cargo-fuzz targets (parser, engine) and a leak check.
+.PHONY: fuzz-short
+fuzz-short: vocab ## each fuzz target for 30 s (installs cargo-fuzz if missing)
+	bash scripts/fuzz.sh 30
+
+.PHONY: fuzz
+fuzz: vocab ## each fuzz target for 10 minutes
+	bash scripts/fuzz.sh 600
+
+.PHONY: leak-check
+leak-check: vocab ## the core crate's tests and the fuzz seeds under valgrind
+	bash scripts/leak_check.sh
