@@ -232,6 +232,7 @@ def test_not_a_vocab(bad: Any) -> None:
 
 def test_numpy_ints_and_generators_are_token_ids(vocab: Vocab) -> None:
     import numpy as np
+
     r = Recorder(vocab)
     r.feed(np.array(FINAL, dtype=np.int64))
     r.feed(x for x in [THE, THE])
@@ -246,6 +247,7 @@ def test_numpy_ints_and_generators_are_token_ids(vocab: Vocab) -> None:
 
 def test_feed_takes_one_numpy_int(vocab: Vocab) -> None:
     import numpy as np
+
     s = ResponseStream(vocab)
     s.feed(FINAL)
     (delta,) = s.feed(np.uint32(THE))
