@@ -40,11 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from make_samples import analysis, final, preamble, tool_call
 from openai_harmony import (
     HarmonyEncoding,
     HarmonyEncodingName,
     Message,
-    Role,
     load_harmony_encoding,
 )
 
@@ -154,29 +154,6 @@ def text_of(gen: TextGen, enc: HarmonyEncoding, tokens: int, *, markdown: bool) 
 
 
 # --------------------------------------------------------------------------- messages
-
-
-def analysis(text: str) -> Message:
-    return Message.from_role_and_content(Role.ASSISTANT, text).with_channel("analysis")
-
-
-def final(text: str) -> Message:
-    return Message.from_role_and_content(Role.ASSISTANT, text).with_channel("final")
-
-
-def preamble(text: str) -> Message:
-    return Message.from_role_and_content(Role.ASSISTANT, text).with_channel("commentary")
-
-
-def tool_call(
-    recipient: str, arguments: str, *, channel: str = "commentary", content_type: str | None = None
-) -> Message:
-    msg = (
-        Message.from_role_and_content(Role.ASSISTANT, arguments)
-        .with_channel(channel)
-        .with_recipient(recipient)
-    )
-    return msg.with_content_type(content_type) if content_type else msg
 
 
 def json_call(recipient: str, arguments: Any) -> Message:
