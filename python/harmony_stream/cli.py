@@ -3,6 +3,8 @@
 harmony-stream parse TRANSCRIPT.json [--strict]   parsed messages as JSON
 harmony-stream demo [TRANSCRIPT.json]             summary and timing
 harmony-stream vocab check | install DIR          find or install the vocabulary
+harmony-stream serve [--host H] [--port P] [--config FILE] [TRANSCRIPT_OR_DIR...]
+                                                  replay transcripts as a Responses server
 """
 
 from __future__ import annotations
@@ -192,6 +194,32 @@ def _cmd_vocab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .serve import load_config, run
+        from .serve.corpus import ServeConfig
+        from .serve.run import configure_logging
+    except ImportError as e:
+        print(f"harmony-stream: error: {e}", file=sys.stderr)
+        return 2
+    config = load_config(args.config) if args.config else ServeConfig()
+    if args.transcripts:
+        config.transcripts = [Path(t) for t in args.transcripts]
+    if args.vocab:
+        config.vocab_path = args.vocab
+    if args.seed is not None:
+        config.seed = args.seed
+    if args.step is not None:
+        if args.step < 1:
+            raise HarmonyStreamError("--step must be >= 1")
+        config.step = args.step
+    if args.delay_ms is not None:
+        config.step_delay_ms = args.delay_ms
+    configure_logging()
+    run(config, args.host, args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="harmony-stream", description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -223,6 +251,19 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("action", choices=["check", "install"])
     v.add_argument("directory", nargs="?")
     v.set_defaults(func=_cmd_vocab)
+
+    s = sub.add_parser(
+        "serve",
+        help="a Responses API server replaying transcripts (needs harmony-stream[serve])",
+    )
+    s.add_argument("transcripts", nargs="*", metavar="TRANSCRIPT_OR_DIR")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--config", help="JSON config: transcripts, rules, default, models, seed")
+    s.add_argument("--seed", type=int, help="fixed ids and created_at=0 in every response")
+    s.add_argument("--step", type=int, help="tokens per engine step (default 1)")
+    s.add_argument("--delay-ms", type=float, help="pause after each step, to look like a model")
+    s.set_defaults(func=_cmd_serve)
     return ap
 
 

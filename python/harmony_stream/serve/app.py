@@ -1,0 +1,405 @@
+"""The replay server: a Starlette app answering `POST /v1/responses` from transcripts.
+
+`create_app(config)` builds it. Each request is checked (`request.py`), gets a
+transcript and a segment of it (`corpus.py`), and is replayed through the
+engine: SSE bytes straight from `ResponseStream.*_sse` when streaming,
+`ResponseStream.response()` otherwise. MCP calls go to the request's MCP
+servers (`mcp.py`); every other tool result comes from the transcript.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from .._native import ResponseStream, Vocab
+from ..transcript import ModelTurn, ToolOutput
+from .corpus import Corpus, Entry, ServeConfig, Turn
+from .mcp import McpServers
+from .request import RequestError, ResponsesRequest, error_body, parse_request
+
+__all__ = ["Replay", "create_app", "synthetic_logprobs"]
+
+log = logging.getLogger("harmony_stream.serve")
+
+Sink = Callable[[bytes], Awaitable[None]]
+
+# Remembered responses (for `previous_response_id`): the newest this many.
+MAX_REMEMBERED = 4096
+
+
+def synthetic_logprobs(
+    tokens: list[int], first_position: int, top: int, n_regular: int
+) -> list[Any]:
+    """Deterministic logprobs for transcripts that recorded none.
+
+    Token ``t`` at output position ``i`` (counted from 0 over the response) gets
+    ``-((7 * t + 13 * i) % 500) / 100`` (a number in ``(-5, 0]``). With
+    ``top_logprobs = k > 0`` its alternatives are the token itself, then the
+    regular tokens ``(t + j) % n_regular`` for ``j = 1 … k-1``, each ``j`` lower.
+    """
+    out: list[Any] = []
+    for n, t in enumerate(tokens):
+        lp = -((7 * t + 13 * (first_position + n)) % 500) / 100
+        if top > 0:
+            alts = [(t, lp)] + [((t + j) % n_regular, lp - j) for j in range(1, top)]
+            out.append((lp, alts))
+        else:
+            out.append(lp)
+    return out
+
+
+def _sse_events(chunks: list[bytes], wanted: tuple[bytes, ...]) -> list[dict[str, Any]]:
+    """The JSON of the events of types `wanted` in SSE chunks, in order."""
+    found: list[dict[str, Any]] = []
+    for chunk in chunks:
+        for block in chunk.split(b"\n\n"):
+            if block.startswith(b"event: ") and block[7 : block.index(b"\n")] in wanted:
+                found.append(json.loads(block[block.index(b"\ndata: ") + 7 :]))
+    return found
+
+
+def _pending_mcp_call(turn_sse: list[bytes]) -> dict[str, Any] | None:
+    """The MCP call that ended this turn, as the engine streamed it (name, label, arguments)."""
+    item: dict[str, Any] | None = None
+    events = _sse_events(
+        turn_sse, (b"response.output_item.added", b"response.mcp_call_arguments.done")
+    )
+    for ev in events:
+        if ev["type"] == "response.output_item.added":
+            item = dict(ev["item"]) if ev["item"]["type"] == "mcp_call" else None
+        elif item is not None and ev["item_id"] == item["id"]:
+            item["arguments"] = ev["arguments"]
+    return item
+
+
+@dataclass
+class State:
+    """What the app shares between requests."""
+
+    config: ServeConfig
+    vocab: Vocab
+    corpus: Corpus
+    served: OrderedDict[str, tuple[str, int]] = field(default_factory=OrderedDict)
+
+    def remember(self, response_id: str, entry: str, segment: int) -> None:
+        self.served[response_id] = (entry, segment)
+        self.served.move_to_end(response_id)
+        while len(self.served) > MAX_REMEMBERED:
+            self.served.popitem(last=False)
+
+
+class Replay:
+    """One request's replay: its transcript segment through one `ResponseStream`."""
+
+    def __init__(self, state: State, request: ResponsesRequest) -> None:
+        self.state = state
+        self.request = request
+        previous: tuple[str, int] | None = None
+        if request.previous_response_id is not None:
+            previous = state.served.get(request.previous_response_id)
+            if previous is None:
+                raise RequestError(
+                    f"Previous response with id '{request.previous_response_id}' not found.",
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
+        self.entry: Entry = state.corpus.choose(
+            request, state.config, previous[0] if previous else None
+        )
+        index = request.count_input("function_call_output") + (previous[1] if previous else 0)
+        if index >= len(self.entry.segments):
+            raise RequestError(
+                f"Transcript {self.entry.name!r} answers {len(self.entry.segments)} request(s) "
+                f"(one more after each function call); this request, with "
+                f"{request.count_input('function_call_output')} function_call_output item(s), "
+                "goes past its end.",
+                param="input",
+                code="transcript_exhausted",
+            )
+        self.segment_index = index
+        self.turns: list[Turn] = self.entry.segments[index]
+        self.tokens = 0
+        self.events = 0
+        self.engine_s = 0.0
+        self.status = "in_progress"
+        self.disconnected = False
+        self.stream: ResponseStream | None = None
+
+    def _listed_labels(self) -> set[str]:
+        return {
+            item["server_label"]
+            for item in self.request.input_items
+            if item.get("type") == "mcp_list_tools" and isinstance(item.get("server_label"), str)
+        }
+
+    async def prepare(self, mcp: McpServers) -> None:
+        """Lists the tools of the request's MCP servers (not yet listed in its input)."""
+        listed = self._listed_labels()
+        lists: dict[str, list[dict[str, Any]]] = {}
+        for label in mcp.tools:
+            if label in listed:
+                continue
+            try:
+                lists[label] = await mcp.list_tools(label)
+            except Exception as e:
+                raise RequestError(
+                    f"Error retrieving tool list from MCP server: '{label}'. "
+                    f"{type(e).__name__}: {e}",
+                    param="tools",
+                    code="mcp_list_tools_failed",
+                    status=424,
+                    type="external_connector_error",
+                ) from None
+        config = self.state.config
+        self.stream = ResponseStream(
+            self.state.vocab,
+            tools=self.request.tools,
+            model=self.request.model,
+            max_output_tokens=self.request.max_output_tokens,
+            logprobs=self.request.logprobs,
+            mcp_tool_lists=lists or None,
+            id_seed=config.seed,
+            created_at=0 if config.seed is not None else None,
+        )
+
+    def _remaining_tokens(self, after: int) -> int:
+        return sum(len(t.tokens) for t in self.turns[after:] if isinstance(t, ModelTurn))
+
+    def _timed(self, fn: Callable[..., bytes], *args: Any) -> bytes:
+        t0 = time.perf_counter()
+        out = fn(*args)
+        self.engine_s += time.perf_counter() - t0
+        self.events += out.count(b"\n\n")
+        return out
+
+    async def run(self, mcp: McpServers, sink: Sink) -> None:
+        """Streams the segment into `sink`: start, tokens, tool results, finish."""
+        stream = self.stream
+        assert stream is not None, "prepare() first"
+        config = self.state.config
+        budget = self.request.max_output_tokens
+        top = self.request.top_logprobs or 0
+        n_regular = self.state.vocab.n_regular
+        delay = config.step_delay_ms / 1000
+        await sink(self._timed(stream.start_sse))
+        reason = "stop"
+        turn_sse: list[bytes] = []
+        for index, turn in enumerate(self.turns):
+            if isinstance(turn, ModelTurn):
+                tokens = turn.tokens
+                cut = budget is not None and self.tokens + len(tokens) > budget
+                if cut:
+                    assert budget is not None
+                    tokens = tokens[: budget - self.tokens]
+                turn_sse = []
+                for i in range(0, len(tokens), config.step):
+                    step = tokens[i : i + config.step]
+                    lps = None
+                    if self.request.logprobs:
+                        lps = synthetic_logprobs(step, self.tokens, top, n_regular)
+                    chunk = self._timed(stream.feed_sse, step, lps)
+                    self.tokens += len(step)
+                    turn_sse.append(chunk)
+                    await sink(chunk)
+                    if delay:
+                        await anyio.sleep(delay)
+                    else:
+                        await anyio.lowlevel.checkpoint()  # lets a disconnect be noticed
+                if cut:
+                    reason = "length"
+                    break
+                reason = turn.finish_reason
+                if reason != "stop":
+                    break
+            elif isinstance(turn, ToolOutput) and stream.awaiting_tool_output:
+                if budget is not None and self.tokens >= budget and self._remaining_tokens(index):
+                    reason = "length"  # no budget left for the answer: the call never runs
+                    break
+                output, error = await self._tool_result(mcp, turn, turn_sse)
+                await sink(self._timed(stream.tool_output_sse, output, error))
+        await sink(self._timed(stream.finish_sse, reason))
+        self.status = stream.response()["status"]
+
+    async def _tool_result(
+        self, mcp: McpServers, turn: ToolOutput, turn_sse: list[bytes]
+    ) -> tuple[str | None, str | None]:
+        call = _pending_mcp_call(turn_sse)
+        if call is None or not mcp.has_server(call["server_label"]):
+            return turn.output, turn.error  # no server given: the recorded result
+        result = await mcp.call(call["server_label"], call["name"], call.get("arguments", ""))
+        return result.output, result.error
+
+    def log_line(self, elapsed_s: float) -> str:
+        us = self.engine_s / max(self.tokens, 1) * 1e6
+        line = (
+            f"POST /v1/responses transcript={self.entry.name} segment={self.segment_index} "
+            f"stream={self.request.stream} tokens={self.tokens} events={self.events} "
+            f"status={self.status} {us:.2f} µs/token total={elapsed_s * 1e3:.1f} ms"
+        )
+        if self.disconnected:
+            line += " client disconnected: replay stopped"
+        return line
+
+
+def _error_response(e: RequestError) -> JSONResponse:
+    return JSONResponse(e.body(), status_code=e.status)
+
+
+class ReplayResponse(Response):
+    """The streaming answer: SSE written by the replay, stopped when the client leaves.
+
+    One task group per response: the replay (which owns the MCP sessions) and a
+    watcher of ``http.disconnect`` that cancels it. Nothing is left running and
+    nothing is logged as an error when the client goes away.
+    """
+
+    def __init__(self, replay: Replay, started: float) -> None:
+        super().__init__(status_code=200, media_type="text/event-stream")
+        self.replay = replay
+        self.started = started
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        replay = self.replay
+        headers_sent = False
+
+        async def sink(chunk: bytes) -> None:
+            nonlocal headers_sent
+            if not headers_sent:
+                headers_sent = True
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [
+                            (b"content-type", b"text/event-stream; charset=utf-8"),
+                            (b"cache-control", b"no-cache"),
+                            (b"x-accel-buffering", b"no"),
+                        ],
+                    }
+                )
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        replay.disconnected = True
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(watch)
+            try:
+                async with McpServers(
+                    replay.request.tools, replay.state.config.mcp_timeout_s
+                ) as mcp:
+                    try:
+                        await replay.prepare(mcp)
+                    except RequestError as e:
+                        log.info("POST /v1/responses %d %s: %s", e.status, e.type, e.message)
+                        await _error_response(e)(scope, receive, send)
+                        tg.cancel_scope.cancel()
+                        return
+                    await replay.run(mcp, sink)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except OSError:  # the client went away while we wrote
+                replay.disconnected = True
+            finally:
+                tg.cancel_scope.cancel()
+                self._finished(replay)
+
+    def _finished(self, replay: Replay) -> None:
+        if replay.stream is not None:
+            self.replay.state.remember(
+                replay.stream.response_id, replay.entry.name, replay.segment_index
+            )
+            log.info(replay.log_line(time.perf_counter() - self.started))
+
+
+async def _responses(request: Request) -> Response:
+    started = time.perf_counter()
+    state: State = request.app.state.replay
+    try:
+        req = parse_request(await request.body())
+        replay = Replay(state, req)
+    except RequestError as e:
+        log.info("POST /v1/responses %d %s: %s", e.status, e.type, e.message)
+        return _error_response(e)
+    if req.stream:
+        return ReplayResponse(replay, started)
+
+    async def discard(_chunk: bytes) -> None:
+        return None
+
+    async with McpServers(req.tools, state.config.mcp_timeout_s) as mcp:
+        try:
+            await replay.prepare(mcp)
+        except RequestError as e:
+            log.info("POST /v1/responses %d %s: %s", e.status, e.type, e.message)
+            return _error_response(e)
+        await replay.run(mcp, discard)
+    assert replay.stream is not None
+    state.remember(replay.stream.response_id, replay.entry.name, replay.segment_index)
+    log.info(replay.log_line(time.perf_counter() - started))
+    return Response(replay.stream.response_json(), media_type="application/json")
+
+
+async def _models(request: Request) -> Response:
+    state: State = request.app.state.replay
+    data = [
+        {"id": m, "object": "model", "created": 0, "owned_by": "harmony-stream"}
+        for m in state.config.models
+    ]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = (
+        f"Invalid URL ({request.method} {request.url.path})"
+        if exc.status_code in (404, 405)
+        else str(exc.detail)
+    )
+    return JSONResponse(error_body(message), status_code=exc.status_code)
+
+
+def create_app(
+    config: ServeConfig | None = None,
+    *,
+    vocab: Vocab | None = None,
+    corpus: Corpus | None = None,
+) -> Starlette:
+    """The ASGI app: `POST /v1/responses`, `GET /v1/models`.
+
+    The corpus is `config.transcripts` (files or directories), or the bundled
+    one when that is empty; the vocabulary is `config.vocab_path` or `Vocab.load()`.
+    """
+    config = config or ServeConfig()
+    vocab = vocab or Vocab.load(config.vocab_path)
+    corpus = corpus or Corpus.load(config.transcripts, vocab)
+    corpus.check_config(config)
+    app = Starlette(
+        routes=[
+            Route("/v1/responses", _responses, methods=["POST"]),
+            Route("/v1/models", _models, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: _http_error},
+    )
+    app.state.replay = State(config, vocab, corpus)
+    return app

@@ -1,0 +1,341 @@
+"""Which transcript answers a request, and which of its turns.
+
+A transcript (DESIGN §5) may hold several client round trips: a function call
+is run by the client, whose next request carries the `function_call_output`.
+So a transcript is cut into *segments* after every model turn that ends in a
+`functions.*` call followed by its `tool_output`; segment k is the answer to
+the k-th request of the conversation. A request's segment is the number of
+`function_call_output` items in its `input` (plus the segment of the response
+named by `previous_response_id`, when this server served it).
+
+The transcript is chosen, first match wins:
+
+1. by name: the body field ``transcript`` or ``metadata["transcript"]``;
+2. the transcript of the response named by ``previous_response_id``;
+3. the config's ``rules`` (every condition of a rule must hold);
+4. the config's ``default``;
+5. otherwise the best fit: the transcripts whose every tool call the request
+   offers (a function by name, an MCP call ``LABEL.TOOL`` by an ``mcp`` tool
+   with ``server_label`` LABEL, ``python`` by ``code_interpreter``,
+   ``browser.*`` by ``web_search``/``web_search_preview``); among them the one
+   that uses the most of the request's tools, the first in corpus order on a
+   tie. When none fits, the first transcript.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .._native import HarmonyParser, Vocab
+from ..transcript import ModelTurn, ToolOutput, Transcript, TranscriptError, load_transcript
+from .request import RequestError, ResponsesRequest
+
+__all__ = [
+    "Corpus",
+    "Entry",
+    "Rule",
+    "ServeConfig",
+    "bundled_corpus_dir",
+    "load_config",
+]
+
+Turn = ModelTurn | ToolOutput
+
+
+def bundled_corpus_dir() -> Path:
+    """The transcripts shipped with the package (`harmony_stream/data/corpus`)."""
+    return Path(str(resources.files("harmony_stream") / "data" / "corpus"))
+
+
+@dataclass(frozen=True)
+class Call:
+    """A tool call a model turn ends with (or makes on its way)."""
+
+    recipient: str
+
+    @property
+    def tool_key(self) -> tuple[str, str]:
+        """The request tool that offers this call: (type, name or label)."""
+        r = self.recipient
+        if r.startswith("functions."):
+            return ("function", r.removeprefix("functions."))
+        if r == "python":
+            return ("code_interpreter", "")
+        if r.startswith("browser."):
+            return ("web_search", "")
+        return ("mcp", r.split(".", 1)[0])
+
+
+def _request_tool_key(tool: dict[str, Any]) -> tuple[str, str]:
+    kind = tool["type"]
+    if kind == "function":
+        return ("function", tool["name"])
+    if kind == "mcp":
+        return ("mcp", tool["server_label"])
+    if kind in ("web_search", "web_search_preview"):
+        return ("web_search", "")
+    return (kind, "")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One transcript of the corpus, cut into the segments served per request."""
+
+    name: str
+    transcript: Transcript
+    segments: list[list[Turn]]
+    calls: list[Call]
+
+    @property
+    def tool_keys(self) -> set[tuple[str, str]]:
+        return {c.tool_key for c in self.calls}
+
+
+def _segments(turns: Sequence[Turn], vocab: Vocab) -> tuple[list[list[Turn]], list[Call]]:
+    segments: list[list[Turn]] = [[]]
+    calls: list[Call] = []
+    ends_in_function = False
+    for turn in turns:
+        if isinstance(turn, ToolOutput) and ends_in_function:
+            segments.append([])  # the client runs the function; its next request resumes here
+            ends_in_function = False
+            continue
+        segments[-1].append(turn)
+        if isinstance(turn, ModelTurn):
+            parser = HarmonyParser(vocab, "assistant")
+            parser.process_many(turn.tokens)
+            parser.process_eos()
+            messages = parser.messages
+            calls.extend(Call(m.recipient) for m in messages if m.recipient)
+            last = messages[-1] if messages else None
+            ends_in_function = bool(
+                last and last.recipient and last.recipient.startswith("functions.")
+            )
+    return [s for s in segments if s], calls
+
+
+def make_entry(name: str, transcript: Transcript, vocab: Vocab) -> Entry:
+    segments, calls = _segments(transcript.turns, vocab)
+    return Entry(name, transcript, segments, calls)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A config rule: every given condition must hold for `transcript` to be chosen."""
+
+    transcript: str
+    input_contains: str | None = None
+    model: str | None = None
+    tool_types: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()
+    server_labels: tuple[str, ...] = ()
+
+    def matches(self, request: ResponsesRequest) -> bool:
+        if self.input_contains is not None and (
+            self.input_contains.casefold() not in request.input_text().casefold()
+        ):
+            return False
+        if self.model is not None and request.model != self.model:
+            return False
+        types = {t["type"] for t in request.tools}
+        names = {t["name"] for t in request.tools if t["type"] == "function"}
+        labels = {t["server_label"] for t in request.tools if t["type"] == "mcp"}
+        return (
+            set(self.tool_types) <= types
+            and set(self.functions) <= names
+            and set(self.server_labels) <= labels
+        )
+
+
+@dataclass
+class ServeConfig:
+    """Server settings (`--config FILE` is this as JSON; see `load_config`)."""
+
+    transcripts: list[Path] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+    default: str | None = None
+    models: list[str] = field(default_factory=lambda: ["gpt-oss-120b", "gpt-oss-20b"])
+    # Fixed ids and created_at for every response (reproducible output, tests).
+    seed: int | None = None
+    # Tokens per engine step (one SSE write per step) and a pause after each step.
+    step: int = 1
+    step_delay_ms: float = 0.0
+    mcp_timeout_s: float = 30.0
+    vocab_path: str | None = None
+
+
+_RULE_KEYS = {"transcript", "input_contains", "model", "tool_types", "functions", "server_labels"}
+_CONFIG_KEYS = {
+    "transcripts",
+    "rules",
+    "default",
+    "models",
+    "seed",
+    "step",
+    "step_delay_ms",
+    "mcp_timeout_s",
+    "vocab",
+}
+
+
+def _strs(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TranscriptError(f"{where} must be a string or a list of strings")
+    return tuple(value)
+
+
+def load_config(path: str | Path) -> ServeConfig:
+    """Reads a JSON config file; relative transcript paths are relative to it.
+
+    ``{"transcripts": ["dir/", "x.json"], "default": "chat_final", "models": [...],
+    "rules": [{"transcript": "mcp_call", "input_contains": "issues",
+    "server_labels": ["github"]}], "seed": 1, "step": 1, "step_delay_ms": 0}``
+    """
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise TranscriptError(f"{p}: {e.strerror or e}") from e
+    except json.JSONDecodeError as e:
+        raise TranscriptError(f"{p}: not JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise TranscriptError(f"{p}: a config is a JSON object")
+    unknown = set(data) - _CONFIG_KEYS
+    if unknown:
+        raise TranscriptError(f"{p}: unknown keys {sorted(unknown)}; known: {sorted(_CONFIG_KEYS)}")
+    cfg = ServeConfig()
+    cfg.transcripts = [
+        p.parent / t for t in _strs(data.get("transcripts", []), f"{p}: transcripts")
+    ]
+    for i, r in enumerate(data.get("rules", [])):
+        where = f"{p}: rules[{i}]"
+        if not isinstance(r, dict) or not isinstance(r.get("transcript"), str):
+            raise TranscriptError(f"{where} must be an object with a 'transcript' name")
+        if set(r) - _RULE_KEYS:
+            raise TranscriptError(f"{where}: unknown keys {sorted(set(r) - _RULE_KEYS)}")
+        for key in ("input_contains", "model"):
+            if key in r and not isinstance(r[key], str):
+                raise TranscriptError(f"{where}.{key} must be a string")
+        cfg.rules.append(
+            Rule(
+                transcript=r["transcript"],
+                input_contains=r.get("input_contains"),
+                model=r.get("model"),
+                tool_types=_strs(r.get("tool_types", []), f"{where}.tool_types"),
+                functions=_strs(r.get("functions", []), f"{where}.functions"),
+                server_labels=_strs(r.get("server_labels", []), f"{where}.server_labels"),
+            )
+        )
+    if "default" in data:
+        if not isinstance(data["default"], str):
+            raise TranscriptError(f"{p}: default must be a transcript name")
+        cfg.default = data["default"]
+    if "models" in data:
+        cfg.models = list(_strs(data["models"], f"{p}: models"))
+    for key, kinds in (("seed", (int,)), ("step", (int,)), ("step_delay_ms", (int, float))):
+        if key in data:
+            v = data[key]
+            if isinstance(v, bool) or not isinstance(v, kinds) or v < 0:
+                raise TranscriptError(f"{p}: {key} must be a non-negative number")
+            setattr(cfg, key, v)
+    if "mcp_timeout_s" in data:
+        cfg.mcp_timeout_s = float(data["mcp_timeout_s"])
+    if "vocab" in data:
+        cfg.vocab_path = str(p.parent / str(data["vocab"]))
+    if cfg.step < 1:
+        raise TranscriptError(f"{p}: step must be >= 1")
+    return cfg
+
+
+def _expand(paths: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("*.json"))
+            if not found:
+                raise TranscriptError(f"{path}: no *.json transcripts in this directory")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+class Corpus:
+    """The transcripts a server replays, by name (file stem), in order."""
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            raise TranscriptError("the corpus holds no transcript")
+        self.entries = list(entries)
+        self.by_name: dict[str, Entry] = {}
+        for e in self.entries:
+            if e.name in self.by_name:
+                raise TranscriptError(f"two transcripts are named {e.name!r}")
+            self.by_name[e.name] = e
+
+    @classmethod
+    def load(cls, paths: Sequence[str | Path], vocab: Vocab) -> Corpus:
+        """Files and directories (their *.json, sorted); none: the bundled corpus."""
+        files = _expand([Path(p) for p in paths] or [bundled_corpus_dir()])
+        return cls([make_entry(f.stem, load_transcript(f), vocab) for f in files])
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    def get(self, name: str, param: str) -> Entry:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise RequestError(
+                f"Unknown transcript {name!r}; this server has: {', '.join(self.names())}.",
+                param=param,
+                code="unknown_transcript",
+            ) from None
+
+    def best_fit(self, request: ResponsesRequest) -> Entry:
+        offered = {_request_tool_key(t) for t in request.tools}
+        best: Entry | None = None
+        best_used = -1
+        for e in self.entries:
+            keys = e.tool_keys
+            if keys <= offered and len(keys) > best_used:
+                best, best_used = e, len(keys)
+        return best if best is not None else self.entries[0]
+
+    def choose(
+        self,
+        request: ResponsesRequest,
+        config: ServeConfig,
+        previous: str | None = None,
+    ) -> Entry:
+        """The transcript for a request (see the module docstring for the order)."""
+        if request.transcript is not None:
+            return self.get(request.transcript, "transcript")
+        if "transcript" in request.metadata:
+            return self.get(request.metadata["transcript"], "metadata.transcript")
+        if previous is not None:
+            return self.get(previous, "previous_response_id")
+        for rule in config.rules:
+            if rule.matches(request):
+                return self.get(rule.transcript, "rules")
+        if config.default is not None:
+            return self.get(config.default, "default")
+        return self.best_fit(request)
+
+    def check_config(self, config: ServeConfig) -> None:
+        """Every transcript the config names exists (checked once, at start-up)."""
+        named = [r.transcript for r in config.rules]
+        named += [config.default] if config.default else []
+        for name in named:
+            if name not in self.by_name:
+                raise TranscriptError(
+                    f"the config names transcript {name!r}, which is not in the corpus "
+                    f"({', '.join(self.names())})"
+                )
