@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::json::{key, push_f64, push_opt_str, push_str, push_u64};
 use crate::message::{Header, Role};
 use crate::parser::{Parser, StreamState};
-use crate::router::{route, BrowserAction, Route, Tool};
+use crate::router::{route_with_tools, BrowserAction, Route, Tool};
 use crate::vocab::Vocab;
 
 /// One streaming event: its `type` and its other members as JSON.
@@ -454,7 +454,7 @@ impl ResponseStream {
         }
         self.function_waiting = false;
         self.pending_logprobs.clear();
-        let route = route(header);
+        let route = route_with_tools(header, &self.cfg.tools);
         let prefix = match &route {
             Route::Reasoning => "rs",
             Route::Message { .. } => "msg",

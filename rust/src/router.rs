@@ -6,6 +6,7 @@
 //! | `python` | `code_interpreter_call` |
 //! | `browser.search` / `.open` / `.find` | `web_search_call` |
 //! | `LABEL.TOOL` where an mcp tool has `server_label` LABEL, or `mcp.TOOL` | `mcp_call` |
+//! | `NAME` alone, where the request has a function tool NAME | `function_call` ([`route_with_tools`]) |
 //! | any other recipient | `mcp_call` (server label = the part before the first `.`) |
 //! | `analysis`, no recipient | `reasoning` |
 //! | `commentary`, no recipient | `message`, phase `commentary` |
@@ -84,6 +85,23 @@ impl Route {
     }
 }
 
+/// Routes a message header with the request's tools: a bare recipient that
+/// names one of the request's function tools (the model left out
+/// `functions.`) is a call of that function; everything else as [`route`].
+pub fn route_with_tools(header: &Header, tools: &[Tool]) -> Route {
+    if let Some(r) = header.recipient.as_deref() {
+        let declared = tools
+            .iter()
+            .any(|t| matches!(t, Tool::Function { name } if name == r));
+        if declared && !r.starts_with("functions.") {
+            return Route::Function {
+                name: r.to_string(),
+            };
+        }
+    }
+    route(header)
+}
+
 /// Routes a message header.
 pub fn route(header: &Header) -> Route {
     // An empty recipient (`to=` with nothing after it) is no recipient.
@@ -132,6 +150,28 @@ mod tests {
             recipient: recipient.map(str::to_string),
             ..Header::new(Role::Assistant)
         }
+    }
+
+    #[test]
+    fn bare_function_name_with_tools() {
+        let tools = [Tool::Function {
+            name: "get_weather".into(),
+        }];
+        assert_eq!(
+            route_with_tools(&h(Some("commentary"), Some("get_weather")), &tools),
+            Route::Function {
+                name: "get_weather".into()
+            }
+        );
+        // Not declared: an MCP call, as without tools.
+        assert!(matches!(
+            route_with_tools(&h(Some("commentary"), Some("get_time")), &tools),
+            Route::Mcp { .. }
+        ));
+        assert_eq!(
+            route_with_tools(&h(Some("commentary"), Some("functions.get_weather")), &tools),
+            route(&h(Some("commentary"), Some("functions.get_weather")))
+        );
     }
 
     #[test]

@@ -1,0 +1,484 @@
+"""harmony-stream inside vLLM 0.33.0: a general plugin, switched on by one variable.
+
+``pip install 'harmony-stream[vllm]'`` registers :func:`register` under vLLM's
+``vllm.general_plugins`` entry point group; vLLM calls it in every process it
+starts. It does nothing unless ``HARMONY_STREAM_VLLM=1`` (or ``true``/``yes``/
+``on``). Then, and only on ``vllm==0.33.0``, it patches:
+
+* ``vllm.parser.harmony.get_streamable_parser_for_assistant``: vLLM's
+  ``HarmonyParser`` (``process_chunk``/``flush``, used by /v1/chat/completions
+  and /v1/responses) runs on harmony-stream's lenient Rust parser through
+  :class:`RustStreamableParser`, which has the ``openai_harmony.StreamableParser``
+  interface vLLM uses;
+* ``HarmonyContext.append_output`` / ``append_tool_output`` /
+  ``init_tool_sessions``: every request's tokens, and the built-in tool results
+  of vLLM's tool loop (with the MCP ``is_error`` flag), also feed a
+  :class:`harmony_stream.ResponseStream`;
+* ``OpenAIServingResponses._process_harmony_streaming_events``: the streamed
+  items' events come from that engine; ``response.created``/``in_progress`` and
+  the terminal event stay vLLM's (its response id, usage and status);
+* ``OpenAIServingResponses.responses_full_generator``: the final response's
+  ``output`` is the engine's items, so ``response.completed``, the stored
+  response and a ``stream=False`` response carry the streamed items, ids included.
+
+On any other vLLM version it logs one line and patches nothing. A request the
+engine cannot take (it raises while the stream is set up) falls back to vLLM's
+own event path, with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from ._native import HarmonyParser, ResponseEvent, ResponseStream, Vocab
+from .errors import HarmonyError, HarmonyStreamError, InvalidTokenError
+
+__all__ = [
+    "ENV_VAR",
+    "SUPPORTED_VLLM_VERSION",
+    "RustStreamableParser",
+    "install",
+    "is_active",
+    "register",
+    "uninstall",
+]
+
+ENV_VAR = "HARMONY_STREAM_VLLM"
+SUPPORTED_VLLM_VERSION = "0.33.0"
+
+# A child of vLLM's "vllm" logger, so the lines appear with vLLM's own.
+logger = logging.getLogger("vllm.plugins.harmony_stream")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+# Tool types the engine takes; vLLM accepts more (file_search, container ...),
+# which have no item of their own here and are left out of the engine's tools.
+_ENGINE_TOOL_TYPES = frozenset(
+    {"function", "mcp", "web_search_preview", "web_search", "code_interpreter"}
+)
+_ENVELOPE = frozenset({"response.created", "response.in_progress"})
+_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_FINISH = {"stop": "stop", "length": "length", "abort": "abort", "error": "error"}
+
+_lock = threading.Lock()
+_patches: list[tuple[Any, str, Any]] = []
+_vocab: Vocab | None = None
+
+
+def register() -> None:
+    """The ``vllm.general_plugins`` entry point: install when ``HARMONY_STREAM_VLLM`` is on."""
+    if os.environ.get(ENV_VAR, "").strip().lower() in _TRUE:
+        install()
+
+
+def is_active() -> bool:
+    """Whether vLLM is patched in this process."""
+    return bool(_patches)
+
+
+def install() -> bool:
+    """Patch vLLM (idempotent). False, with one log line, when vLLM is not 0.33.0."""
+    with _lock:
+        if _patches:
+            return True
+        try:
+            import vllm
+        except ImportError:
+            logger.warning("harmony-stream: vLLM is not installed; nothing to patch")
+            return False
+        version = getattr(vllm, "__version__", "unknown")
+        if version != SUPPORTED_VLLM_VERSION:
+            logger.warning(
+                "harmony-stream: not patching vLLM %s: this plugin supports vllm==%s only",
+                version,
+                SUPPORTED_VLLM_VERSION,
+            )
+            return False
+        _apply()
+        from . import __version__
+
+        logger.info(
+            "harmony-stream %s active in vLLM %s: Harmony parsing and Responses "
+            "streaming events run on harmony-stream (%s=1)",
+            __version__,
+            version,
+            ENV_VAR,
+        )
+        return True
+
+
+def uninstall() -> None:
+    """Restore vLLM's own functions (for tests and A/B runs in one process)."""
+    with _lock:
+        while _patches:
+            owner, name, original = _patches.pop()
+            setattr(owner, name, original)
+
+
+def _set(owner: Any, name: str, value: Any) -> Any:
+    original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+    _patches.append((owner, name, original))
+    setattr(owner, name, value)
+    return getattr(original, "__func__", original)
+
+
+def _get_vocab() -> Vocab:
+    """The vocabulary from vLLM's own loaded Harmony encoding (no second file)."""
+    global _vocab
+    if _vocab is None:
+        from vllm.entrypoints.openai.parser.harmony_utils import get_encoding
+
+        _vocab = Vocab.from_encoding(get_encoding())
+    return _vocab
+
+
+# ---------------------------------------------------------------------------
+# The parser
+
+
+class RustStreamableParser:
+    """``openai_harmony.StreamableParser`` as vLLM uses it, on harmony-stream's parser.
+
+    Lenient mode: the model quirks that make openai-harmony raise are recovered
+    (``recoveries``). ``messages`` are ``openai_harmony.Message`` objects, each
+    converted once. An id outside the vocabulary raises ``openai_harmony.HarmonyError``
+    (vLLM skips that token) and leaves the parser unchanged.
+    """
+
+    __slots__ = ("_converted", "_parser")
+
+    def __init__(self, vocab: Vocab | None = None) -> None:
+        self._parser = HarmonyParser(vocab if vocab is not None else _get_vocab())
+        self._converted: list[Any] = []
+
+    def process(self, token: int) -> RustStreamableParser:
+        try:
+            self._parser.process(token)
+        except HarmonyError as e:
+            raise _harmony_error(e) from e
+        return self
+
+    def process_eos(self) -> RustStreamableParser:
+        try:
+            self._parser.process_eos()
+        except HarmonyError as e:
+            raise _harmony_error(e) from e
+        return self
+
+    @property
+    def messages(self) -> list[Any]:
+        ours = self._parser.messages
+        done = len(self._converted)
+        if len(ours) > done:
+            from openai_harmony import Message
+
+            self._converted.extend(Message.from_dict(m.to_dict()) for m in ours[done:])
+        return list(self._converted)
+
+    @property
+    def current_channel(self) -> str | None:
+        return self._parser.current_channel
+
+    @property
+    def current_recipient(self) -> str | None:
+        return self._parser.current_recipient
+
+    @property
+    def current_content_type(self) -> str | None:
+        return self._parser.current_content_type
+
+    @property
+    def current_content(self) -> str:
+        return self._parser.current_content
+
+    @property
+    def current_role(self) -> Any:
+        from openai_harmony import Role
+
+        role = self._parser.current_role
+        return None if role is None else Role(role)
+
+    @property
+    def last_content_delta(self) -> str | None:
+        return self._parser.last_content_delta
+
+    @property
+    def recoveries(self) -> list[Any]:
+        return self._parser.recoveries
+
+
+def _harmony_error(e: Exception) -> Exception:
+    from openai_harmony import HarmonyError as OpenAIHarmonyError
+
+    error: Exception = OpenAIHarmonyError(str(e))
+    return error
+
+
+def _rust_streamable_parser() -> RustStreamableParser:
+    return RustStreamableParser()
+
+
+# ---------------------------------------------------------------------------
+# The event engine, one per HarmonyContext
+
+
+class _Engine:
+    """A request's ResponseStream and the events not yet handed to vLLM."""
+
+    __slots__ = ("broken", "output", "pending", "stream")
+
+    def __init__(self, stream: ResponseStream) -> None:
+        self.stream = stream
+        self.pending: list[ResponseEvent] = [e for e in stream.start() if e.type not in _ENVELOPE]
+        self.output: list[Any] | None = None
+        self.broken = False
+
+    def feed(self, token_ids: Any) -> None:
+        if self.broken or self.stream.finished:
+            return
+        tokens = list(token_ids)
+        try:
+            self.pending += self.stream.feed(tokens)
+        except InvalidTokenError:
+            # As vLLM's parser does with a token it cannot take: skip it.
+            for t in tokens:
+                try:
+                    self.pending += self.stream.feed([t])
+                except InvalidTokenError as e:
+                    logger.warning("harmony-stream: skipped token: %s", e)
+        except HarmonyStreamError:
+            self._break("feed")
+
+    def tool_output(self, text: str, is_error: bool) -> None:
+        if self.broken or self.stream.finished:
+            return
+        if not self.stream.awaiting_tool_output:
+            logger.warning("harmony-stream: a tool result arrived with no call waiting; ignored")
+            return
+        try:
+            if is_error:
+                self.pending += self.stream.tool_output(error=text)
+            else:
+                self.pending += self.stream.tool_output(output=text)
+        except HarmonyStreamError:
+            self._break("tool_output")
+
+    def drain(self) -> list[ResponseEvent]:
+        events, self.pending = self.pending, []
+        return events
+
+    def finish(self, reason: str | None) -> list[ResponseEvent]:
+        """The closing events (not the terminal one: vLLM sends that); idempotent."""
+        if self.broken:
+            return []
+        if not self.stream.finished:
+            try:
+                events = self.stream.finish(_FINISH.get(reason or "stop", "stop"))  # type: ignore[arg-type]
+            except HarmonyStreamError:
+                self._break("finish")
+                return []
+            self.pending += [e for e in events if e.type not in _TERMINAL]
+            self.output = list(self.stream.response()["output"])
+        return self.drain()
+
+    def _break(self, where: str) -> None:
+        logger.exception("harmony-stream: the event engine failed in %s; vLLM's items kept", where)
+        self.broken = True
+
+
+def _engine_tools(request: Any) -> list[dict[str, Any]]:
+    tools: list[dict[str, Any]] = []
+    for tool in getattr(request, "tools", None) or ():
+        d = tool.model_dump(exclude_none=True) if hasattr(tool, "model_dump") else dict(tool)
+        if d.get("type") in _ENGINE_TOOL_TYPES:
+            tools.append(d)
+    return tools
+
+
+def _attach_engine(context: Any, request: Any, model_name: str | None) -> _Engine | None:
+    """The context's engine, made on first use; None when the engine cannot take it."""
+    if "_hs_engine" in context.__dict__:
+        engine: _Engine | None = context.__dict__["_hs_engine"]
+        return engine
+    try:
+        stream = ResponseStream(
+            _get_vocab(),
+            tools=_engine_tools(request),
+            model=model_name or getattr(request, "model", None) or "gpt-oss",
+            response_id=getattr(request, "request_id", None),
+            max_output_tokens=getattr(request, "max_output_tokens", None),
+        )
+        engine = _Engine(stream)
+    except (HarmonyStreamError, TypeError, ValueError) as e:
+        logger.warning("harmony-stream: using vLLM's own events for this request: %s", e)
+        engine = None
+    context.__dict__["_hs_engine"] = engine
+    return engine
+
+
+class _SessionProxy:
+    """A tool session that notes whether the last MCP result was an error."""
+
+    def __init__(self, session: Any, context: Any) -> None:
+        self._hs_session = session
+        self._hs_context = context
+
+    async def call_tool(self, *args: Any, **kwargs: Any) -> Any:
+        result = await self._hs_session.call_tool(*args, **kwargs)
+        error = getattr(result, "is_error", None)
+        if error is None:
+            error = getattr(result, "isError", False)
+        self._hs_context.__dict__["_hs_tool_error"] = bool(error)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._hs_session, name)
+
+
+def _tool_text(messages: Any) -> str:
+    parts: list[str] = []
+    for m in messages or ():
+        for c in getattr(m, "content", None) or ():
+            text = getattr(c, "text", None)
+            if text is not None:
+                parts.append(text)
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# The patches
+
+
+def _apply() -> None:
+    from openai.types.responses import ResponseOutputItem
+    from pydantic import TypeAdapter
+    from vllm.entrypoints.mcp.tool import Tool as VllmTool
+    from vllm.entrypoints.openai.responses import context as vctx
+    from vllm.entrypoints.openai.responses import serving as vserving
+    from vllm.entrypoints.openai.responses.protocol import ResponsesResponse
+    from vllm.parser import harmony as vparser
+
+    HarmonyContext = vctx.HarmonyContext
+    Serving = vserving.OpenAIServingResponses
+    items_adapter: TypeAdapter[list[Any]] = TypeAdapter(list[ResponseOutputItem])
+
+    _set(vparser, "get_streamable_parser_for_assistant", _rust_streamable_parser)
+
+    orig_append_output = _set(HarmonyContext, "append_output", None)
+
+    def append_output(self: Any, output: Any) -> None:
+        orig_append_output(self, output)
+        engine = self.__dict__.get("_hs_engine")
+        if engine is not None and output.outputs:
+            engine.feed(output.outputs[0].token_ids)
+
+    HarmonyContext.append_output = append_output
+
+    orig_append_tool_output = _set(HarmonyContext, "append_tool_output", None)
+
+    def append_tool_output(self: Any, output: Any) -> None:
+        orig_append_tool_output(self, output)
+        engine = self.__dict__.get("_hs_engine")
+        is_error = bool(self.__dict__.pop("_hs_tool_error", False))
+        if engine is not None:
+            engine.tool_output(_tool_text(output), is_error)
+
+    HarmonyContext.append_tool_output = append_tool_output
+
+    orig_init_tool_sessions = _set(HarmonyContext, "init_tool_sessions", None)
+
+    async def init_tool_sessions(self: Any, *args: Any, **kwargs: Any) -> None:
+        await orig_init_tool_sessions(self, *args, **kwargs)
+        sessions = self.__dict__.get("_tool_sessions") or {}
+        for name, session in list(sessions.items()):
+            if not isinstance(session, (VllmTool, _SessionProxy)):
+                sessions[name] = _SessionProxy(session, self)
+
+    HarmonyContext.init_tool_sessions = init_tool_sessions
+
+    orig_process = _set(Serving, "_process_harmony_streaming_events", None)
+
+    async def _process_harmony_streaming_events(
+        self: Any,
+        request: Any,
+        sampling_params: Any,
+        result_generator: Any,
+        context: Any,
+        model_name: Any,
+        tokenizer: Any,
+        request_metadata: Any,
+        created_time: Any,
+        _increment_sequence_number_and_return: Any,
+    ) -> Any:
+        engine = (
+            _attach_engine(context, request, model_name)
+            if isinstance(context, HarmonyContext)
+            else None
+        )
+        if engine is None:
+            async for event in orig_process(
+                self,
+                request,
+                sampling_params,
+                result_generator,
+                context,
+                model_name,
+                tokenizer,
+                request_metadata,
+                created_time,
+                _increment_sequence_number_and_return,
+            ):
+                yield event
+            return
+        number = _increment_sequence_number_and_return
+        for event in engine.drain():
+            yield number(event)
+        async for ctx in result_generator:
+            self._raise_if_error(ctx.finish_reason, request.request_id)
+            for event in engine.drain():
+                yield number(event)
+        for event in engine.finish(context.finish_reason):
+            yield number(event)
+
+    Serving._process_harmony_streaming_events = _process_harmony_streaming_events
+
+    orig_full = _set(Serving, "responses_full_generator", None)
+
+    async def responses_full_generator(
+        self: Any,
+        request: Any,
+        sampling_params: Any,
+        result_generator: Any,
+        context: Any,
+        model_name: Any,
+        tokenizer: Any,
+        request_metadata: Any,
+        created_time: Any = None,
+    ) -> Any:
+        engine = (
+            _attach_engine(context, request, model_name)
+            if self.use_harmony and isinstance(context, HarmonyContext)
+            else None
+        )
+        response = await orig_full(
+            self,
+            request,
+            sampling_params,
+            result_generator,
+            context,
+            model_name,
+            tokenizer,
+            request_metadata,
+            created_time=created_time,
+        )
+        if engine is None or not isinstance(response, ResponsesResponse):
+            return response
+        engine.finish(context.finish_reason)
+        if engine.output is not None:
+            # The same object is in vLLM's response store: retrieval sees it too.
+            response.output = items_adapter.validate_python(engine.output)
+        return response
+
+    Serving.responses_full_generator = responses_full_generator
