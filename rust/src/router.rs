@@ -169,7 +169,10 @@ mod tests {
             Route::Mcp { .. }
         ));
         assert_eq!(
-            route_with_tools(&h(Some("commentary"), Some("functions.get_weather")), &tools),
+            route_with_tools(
+                &h(Some("commentary"), Some("functions.get_weather")),
+                &tools
+            ),
             route(&h(Some("commentary"), Some("functions.get_weather")))
         );
     }
