@@ -1,0 +1,178 @@
+"""The vLLM plugin's switch, version guard and parser adapter, without vLLM.
+
+The plugin against vLLM's real serving code is tested in ``tests_vllm/`` (its
+own virtualenv with vllm==0.33.0). Here: what must hold in any environment.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import sys
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from openai_harmony import HarmonyError as OpenAIHarmonyError
+from openai_harmony import Role, StreamableParser
+
+from harmony_stream import Vocab, vllm_plugin
+
+LOGGER = "vllm.plugins.harmony_stream"
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
+    """A stand-in `vllm` module whose version the test sets."""
+    module = types.ModuleType("vllm")
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    yield module
+    vllm_plugin.uninstall()
+
+
+def test_entry_point_is_registered_for_vllm() -> None:
+    eps = importlib.metadata.entry_points(group="vllm.general_plugins")
+    ours = [ep for ep in eps if ep.name == "harmony_stream"]
+    assert len(ours) == 1, [ep.value for ep in eps]
+    assert ours[0].value == "harmony_stream.vllm_plugin:register"
+    assert ours[0].load() is vllm_plugin.register
+
+
+@pytest.mark.parametrize("value", [None, "", "0", "false", "off", "no"])
+def test_switch_off_touches_nothing(
+    value: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    fake_vllm: types.ModuleType,
+) -> None:
+    if value is None:
+        monkeypatch.delenv(vllm_plugin.ENV_VAR, raising=False)
+    else:
+        monkeypatch.setenv(vllm_plugin.ENV_VAR, value)
+    fake_vllm.__version__ = "0.33.0"  # would be patched if the switch were read as on
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        vllm_plugin.register()
+    assert not vllm_plugin.is_active()
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize("version", ["0.32.1", "0.33.1", "0.34.0", "0.33.0rc1"])
+@pytest.mark.parametrize("value", ["1", "true", "YES", " on "])
+def test_other_vllm_versions_are_refused_in_one_line(
+    version: str,
+    value: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    fake_vllm: types.ModuleType,
+) -> None:
+    fake_vllm.__version__ = version
+    monkeypatch.setenv(vllm_plugin.ENV_VAR, value)
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        vllm_plugin.register()
+    assert not vllm_plugin.is_active()
+    assert len(caplog.records) == 1
+    record = caplog.records[0]
+    assert record.levelno == logging.WARNING
+    assert version in record.getMessage()
+    assert "0.33.0" in record.getMessage()
+    assert "not patching" in record.getMessage()
+
+
+def test_without_vllm_install_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm raises ImportError
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        assert vllm_plugin.install() is False
+    assert not vllm_plugin.is_active()
+    assert [r.getMessage() for r in caplog.records] == [
+        "harmony-stream: vLLM is not installed; nothing to patch"
+    ]
+
+
+# ---------------------------------------------------------------------------
+# The parser adapter against openai-harmony's StreamableParser (the oracle)
+
+CLEAN = [
+    "<|channel|>analysis<|message|>Let me think. 🎉 中文<|end|>"
+    "<|start|>assistant<|channel|>final<|message|>Hello, world!<|return|>",
+    "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
+    '{"city": "Zürich"}<|call|>',
+    "<|channel|>analysis<|message|>x<|end|><|start|>assistant to=python"
+    "<|channel|>analysis code<|message|>print(1+1)<|call|>",
+    "<|channel|>commentary<|message|>Checking…<|end|><|start|>assistant"
+    "<|channel|>commentary to=container.exec <|constrain|>json<|message|>"
+    '{"cmd": ["ls"]}<|call|>',
+    "<|channel|>final<|message|><|return|>",
+    "<|channel|>final<|message|>cut mid-mess",
+]
+
+
+def _trace(parser: Any, tokens: list[int]) -> list[Any]:
+    out: list[Any] = []
+    for t in tokens:
+        parser.process(t)
+        out.append(
+            (
+                parser.current_channel,
+                parser.current_recipient,
+                parser.current_content_type,
+                parser.last_content_delta,
+                parser.current_content,
+                parser.current_role,
+                [m.to_dict() for m in parser.messages],
+            )
+        )
+    parser.process_eos()
+    out.append([m.to_dict() for m in parser.messages])
+    return out
+
+
+@pytest.mark.parametrize("text", CLEAN)
+def test_adapter_matches_openai_harmony_token_by_token(text: str, vocab: Vocab, enc: Any) -> None:
+    tokens = enc.encode(text, allowed_special="all")
+    expected = _trace(StreamableParser(enc, role=Role.ASSISTANT), tokens)
+    got = _trace(vllm_plugin.RustStreamableParser(vocab), tokens)
+    assert got == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    reasoning=st.text(max_size=40),
+    answer=st.text(max_size=40),
+)
+def test_adapter_matches_openai_harmony_on_random_text(
+    reasoning: str, answer: str, vocab: Vocab, enc: Any
+) -> None:
+    text = (
+        f"<|channel|>analysis<|message|>{reasoning}<|end|>"
+        f"<|start|>assistant<|channel|>final<|message|>{answer}<|return|>"
+    )
+    tokens = enc.encode(text, allowed_special="all")
+    expected = _trace(StreamableParser(enc, role=Role.ASSISTANT), tokens)
+    assert _trace(vllm_plugin.RustStreamableParser(vocab), tokens) == expected
+
+
+def test_adapter_raises_openai_harmony_error_and_goes_on(vocab: Vocab, enc: Any) -> None:
+    """vLLM catches openai_harmony.HarmonyError per token and skips it."""
+    parser = vllm_plugin.RustStreamableParser(vocab)
+    tokens = enc.encode("<|channel|>final<|message|>Hi<|return|>", allowed_special="all")
+    parser.process(tokens[0])
+    with pytest.raises(OpenAIHarmonyError, match="token"):
+        parser.process(10**9)
+    for t in tokens[1:]:
+        parser.process(t)
+    assert [m.to_dict()["content"] for m in parser.messages] == [[{"type": "text", "text": "Hi"}]]
+
+
+def test_adapter_messages_are_new_lists(vocab: Vocab, enc: Any) -> None:
+    """vLLM reads `messages` every token; mutating the list must not reach the parser."""
+    parser = vllm_plugin.RustStreamableParser(vocab)
+    for t in enc.encode("<|channel|>final<|message|>Hi<|end|>", allowed_special="all"):
+        parser.process(t)
+    first = parser.messages
+    first.clear()
+    assert len(parser.messages) == 1
