@@ -52,7 +52,7 @@ def test_switch_off_touches_nothing(
         monkeypatch.delenv(vllm_plugin.ENV_VAR, raising=False)
     else:
         monkeypatch.setenv(vllm_plugin.ENV_VAR, value)
-    fake_vllm.__version__ = "0.33.0"  # would be patched if the switch were read as on
+    monkeypatch.setattr(fake_vllm, "__version__", "0.33.0", raising=False)  # would patch if on
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
         vllm_plugin.register()
     assert not vllm_plugin.is_active()
@@ -68,7 +68,7 @@ def test_other_vllm_versions_are_refused_in_one_line(
     caplog: pytest.LogCaptureFixture,
     fake_vllm: types.ModuleType,
 ) -> None:
-    fake_vllm.__version__ = version
+    monkeypatch.setattr(fake_vllm, "__version__", version, raising=False)
     monkeypatch.setenv(vllm_plugin.ENV_VAR, value)
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
         vllm_plugin.register()
