@@ -9,6 +9,7 @@ servers (`mcp.py`); every other tool result comes from the transcript.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -173,9 +174,21 @@ class Replay:
             max_output_tokens=self.request.max_output_tokens,
             logprobs=self.request.logprobs,
             mcp_tool_lists=lists or None,
-            id_seed=config.seed,
+            id_seed=self.id_seed(),
             created_at=0 if config.seed is not None else None,
         )
+
+    def id_seed(self) -> int | None:
+        """With a configured seed: one derived from it and the request without `stream`.
+
+        The same request then gets the same ids (streamed or not); different
+        requests get different ones, so `previous_response_id` stays unambiguous.
+        """
+        seed = self.state.config.seed
+        if seed is None:
+            return None
+        digest = hashlib.sha256(f"{seed}\n{self.request.fingerprint}".encode()).digest()
+        return int.from_bytes(digest[:8], "little") >> 1
 
     def _remaining_tokens(self, after: int) -> int:
         return sum(len(t.tokens) for t in self.turns[after:] if isinstance(t, ModelTurn))

@@ -8,16 +8,22 @@ entered it, so a cancelled request (a client that went away) unwinds cleanly.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import anyio
+import anyio.lowlevel
+import httpx2
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp.types import PaginatedRequestParams
 
-__all__ = ["McpResult", "McpServers", "result_text"]
+__all__ = ["McpConnectionError", "McpResult", "McpServers", "result_text"]
 
 
 @dataclass(frozen=True)
@@ -62,8 +68,60 @@ def _allowed(tool: dict[str, Any]) -> set[str] | None:
     return None
 
 
+# As the MCP SDK's own client: a server may hold its event stream open a long time.
+MCP_SSE_READ_TIMEOUT_S = 300.0
+
+
+class _FailFast(httpx2.AsyncHTTPTransport):
+    """An HTTP transport that ends the MCP session at once when a request cannot be sent.
+
+    The MCP SDK (2.3.0) logs a failed POST (connection refused) and leaves the
+    waiting request hanging until its timeout; here the failure is recorded and
+    the session task is cancelled instead, so the call fails right away.
+    """
+
+    def __init__(self, on_error: Callable[[Exception], None]) -> None:
+        super().__init__()
+        self.on_error = on_error
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            return await super().handle_async_request(request)
+        except httpx2.TransportError as e:
+            self.on_error(e)  # cancels the session's scope...
+            await anyio.lowlevel.checkpoint()  # ...which ends this task here, quietly
+            raise
+
+
+@dataclass
+class _Job:
+    """One operation for a session's task, and where its result goes."""
+
+    run: Callable[[ClientSession], Awaitable[Any]]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class McpConnectionError(Exception):
+    """The MCP server could not be reached, or its session broke."""
+
+
+def _describe(e: BaseException) -> str:
+    """The innermost causes of an error (task groups wrap them in exception groups)."""
+    inner = getattr(e, "exceptions", None)  # an exception group (Python 3.10: a backport)
+    if isinstance(inner, tuple) and inner:
+        return "; ".join(_describe(x) for x in inner)
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
 class McpServers:
-    """The MCP servers of one request (``mcp`` tools that have a ``server_url``)."""
+    """The MCP servers of one request (``mcp`` tools that have a ``server_url``).
+
+    Each server's session lives in its own task, which runs the operations sent to
+    it: a transport that fails (connection refused, a broken stream) ends that task
+    and fails the operation, never the request's own task.
+    """
 
     def __init__(self, tools: list[dict[str, Any]], timeout_s: float) -> None:
         self.tools = {
@@ -72,55 +130,125 @@ class McpServers:
             if t["type"] == "mcp" and isinstance(t.get("server_url"), str)
         }
         self.timeout_s = timeout_s
-        self._sessions: dict[str, ClientSession] = {}
-        self._stack = contextlib.AsyncExitStack()
+        self._tg: TaskGroup | None = None
+        self._inboxes: dict[str, MemoryObjectSendStream[_Job]] = {}
+        self._broken: dict[str, str] = {}
         self.calls = 0
 
     async def __aenter__(self) -> McpServers:
-        await self._stack.__aenter__()
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
-        self._sessions.clear()
-        # Closing sends the session's DELETE; a server already gone must not fail the
-        # request. No cancel scope around this: the transports' task groups close inside.
-        with contextlib.suppress(Exception):
-            await self._stack.aclose()
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        for inbox in self._inboxes.values():
+            inbox.close()  # each session task closes its session (DELETE) and ends
+        assert self._tg is not None
+        return await self._tg.__aexit__(exc_type, exc, tb)
 
     def has_server(self, label: str) -> bool:
         return label in self.tools
 
-    async def _session(self, label: str) -> ClientSession:
-        session = self._sessions.get(label)
-        if session is None:
+    async def _serve(self, label: str, inbox: MemoryObjectReceiveStream[_Job]) -> None:
+        """The session task: connect, then run jobs until the inbox closes."""
+        job: _Job | None = None
+        scope = anyio.CancelScope()
+
+        def broken(e: Exception) -> None:
+            self._broken.setdefault(label, _describe(e))
+            scope.cancel()
+
+        async def on_message(message: Any) -> None:
+            # The transport reports some failures (HTTP errors) here, while the request
+            # waiting for an answer would wait on: end the session.
+            if isinstance(message, Exception):
+                broken(message)
+            await anyio.lowlevel.checkpoint()
+
+        try:
             url = self.tools[label]["server_url"]
-            # The transport's task group stays open on the stack: no cancel scope around this.
-            read, write = await self._stack.enter_async_context(streamable_http_client(url))
-            session = await self._stack.enter_async_context(ClientSession(read, write))
-            with anyio.fail_after(self.timeout_s):
-                await session.initialize()
-            self._sessions[label] = session
-        return session
+            http = httpx2.AsyncClient(
+                transport=_FailFast(broken),
+                timeout=httpx2.Timeout(self.timeout_s, read=MCP_SSE_READ_TIMEOUT_S),
+            )
+            with scope:
+                async with (
+                    http,
+                    streamable_http_client(url, http_client=http) as (read, write),
+                    ClientSession(read, write, message_handler=on_message) as session,
+                ):
+                    with anyio.fail_after(self.timeout_s):
+                        await session.initialize()
+                    async for job in inbox:
+                        try:
+                            with anyio.fail_after(self.timeout_s):
+                                job.result = await job.run(session)
+                        except TimeoutError:
+                            job.error = McpConnectionError(f"no answer in {self.timeout_s:g} s")
+                        except Exception as e:
+                            job.error = e
+                        job.done.set()
+                        job = None
+        except Exception as e:  # the transport failed: this session is over
+            self._broken.setdefault(label, _describe(e))
+        finally:
+            # Answer the job in hand and those still queued, then refuse new ones.
+            error = McpConnectionError(self._broken.get(label, "session closed"))
+            pending = [job] if job is not None else []
+            for _ in range(1000):  # the inbox holds at most a few jobs
+                try:
+                    pending.append(inbox.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+            inbox.close()
+            for j in pending:
+                j.error = error
+                j.done.set()
+
+    async def _do(self, label: str, run: Callable[[ClientSession], Awaitable[Any]]) -> Any:
+        if label in self._broken:
+            raise McpConnectionError(self._broken[label])
+        inbox = self._inboxes.get(label)
+        if inbox is None:
+            assert self._tg is not None, "use McpServers as an async context manager"
+            inbox, receive = anyio.create_memory_object_stream[_Job](8)
+            self._inboxes[label] = inbox
+            self._tg.start_soon(self._serve, label, receive)
+        job = _Job(run)
+        try:
+            await inbox.send(job)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise McpConnectionError(self._broken.get(label, "session closed")) from None
+        # The session task answers every job (or dies and says why): bounded anyway.
+        with anyio.fail_after(3 * self.timeout_s + 1):
+            await job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
 
     async def list_tools(self, label: str) -> list[dict[str, Any]]:
         """The server's tools (filtered by the tool's ``allowed_tools``); raises on failure."""
-        session = await self._session(label)
-        allowed = _allowed(self.tools[label])
-        entries: list[dict[str, Any]] = []
-        cursor: str | None = None
-        for _ in range(100):  # pages; bounded
-            with anyio.fail_after(self.timeout_s):
-                if cursor is None:
-                    page = await session.list_tools()
-                else:
-                    from mcp.types import PaginatedRequestParams
 
-                    page = await session.list_tools(params=PaginatedRequestParams(cursor=cursor))
-            entries += [_tool_entry(t) for t in page.tools if allowed is None or t.name in allowed]
-            cursor = page.next_cursor
-            if not cursor:
-                break
-        return entries
+        async def run(session: ClientSession) -> list[Any]:
+            tools: list[Any] = []
+            cursor: str | None = None
+            for _ in range(100):  # pages; bounded
+                params = None if cursor is None else PaginatedRequestParams(cursor=cursor)
+                page = await session.list_tools(params=params)
+                tools += page.tools
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+            return tools
+
+        allowed = _allowed(self.tools[label])
+        tools = await self._do(label, run)
+        return [_tool_entry(t) for t in tools if allowed is None or t.name in allowed]
 
     async def call(self, label: str, name: str, arguments: str) -> McpResult:
         """Calls tool `name` with the JSON `arguments`; every failure becomes `error`."""
@@ -134,13 +262,13 @@ class McpServers:
         allowed = _allowed(self.tools[label])
         if allowed is not None and name not in allowed:
             return McpResult(error=f"tool {name!r} is not in allowed_tools of server {label!r}")
+
+        async def run(session: ClientSession) -> Any:
+            return await session.call_tool(name, args)
+
         try:
-            session = await self._session(label)
-            with anyio.fail_after(self.timeout_s):
-                result = await session.call_tool(name, args)
-        except TimeoutError:
-            return McpResult(error=f"MCP server {label!r} did not answer in {self.timeout_s:g} s")
-        except Exception as e:  # connection refused, protocol errors: the call failed
-            return McpResult(error=f"MCP server {label!r}: {type(e).__name__}: {e}")
+            result = await self._do(label, run)
+        except Exception as e:  # unreachable server, broken session, protocol error
+            return McpResult(error=f"MCP server {label!r}: {_describe(e)}")
         text = result_text(list(result.content))
         return McpResult(error=text) if result.is_error else McpResult(output=text)

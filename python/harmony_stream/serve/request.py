@@ -74,6 +74,8 @@ class ResponsesRequest:
     metadata: dict[str, str] = field(default_factory=dict)
     previous_response_id: str | None = None
     transcript: str | None = None
+    # The body without `stream`, as canonical JSON (for ids derived from a seed).
+    fingerprint: str = ""
 
     @property
     def logprobs(self) -> bool:
@@ -246,4 +248,7 @@ def parse_request(raw: bytes) -> ResponsesRequest:
         metadata=metadata,
         previous_response_id=prev,
         transcript=transcript,
+        fingerprint=json.dumps(
+            {k: v for k, v in body.items() if k != "stream"}, sort_keys=True, default=str
+        ),
     )
