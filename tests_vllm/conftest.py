@@ -1,0 +1,36 @@
+"""Session fixtures of the vLLM suite (run only in .venv-vllm; see harness.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import harness
+import mcp_servers
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # vLLM's chat serving reads its own deprecated field on every request
+    config.addinivalue_line("filterwarnings", "ignore:max_tokens is deprecated:DeprecationWarning")
+
+
+@pytest.fixture(scope="session")
+def mcp() -> Iterator[mcp_servers.RunningServers]:
+    """The real MCP servers (container, python, browser) on a free local port."""
+    servers = mcp_servers.start_servers()
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture(scope="session")
+def tool_server(mcp: mcp_servers.RunningServers) -> harness.MCPToolServer:
+    """vLLM's own MCPToolServer, connected to them (vLLM's --tool-server)."""
+    return harness.connect_tool_server(mcp.tool_server_arg)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _event_loop() -> Iterator[None]:
+    yield
+    harness.close()

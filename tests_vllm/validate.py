@@ -1,0 +1,181 @@
+"""Validators for Responses event streams, applicable to vLLM's own stream.
+
+`check_stack(events)` is the equivalent of vLLM's `validate_streaming_event_stack`
+(tests/entrypoints/openai/responses/conftest.py in vLLM): start/end events
+nest like a stack, the envelope is in place, and item ids and indices agree
+within each item. Written for the dicts of the SSE data, and with the
+lifecycle events vLLM's table lacks (`mcp_call.failed`, a terminal
+`response.incomplete` / `response.failed`).
+
+`check_framing(result)` checks what the SSE layer adds: the `event:` line is
+the data's `type`, `sequence_number` counts 0, 1, 2, ….
+
+`check_schema(events, final)` validates every event as openai-python's
+`ResponseStreamEvent` and the final response as `Response`.
+
+The project's strict validator (tests/_validator.py) also checks the DESIGN §4
+contract; vLLM 0.33's own stream does not meet it (see test_harness.py), so it
+is `check_strict` here, for streams of our engine only.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any
+
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
+
+Event = dict[str, Any]
+
+TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+ENVELOPE = ("response.created", "response.in_progress", *TERMINAL)
+
+# end event -> the start event it closes (vLLM's table, plus mcp_call.failed)
+PAIRS = {
+    "response.output_item.done": "response.output_item.added",
+    "response.content_part.done": "response.content_part.added",
+    "response.output_text.done": "response.output_text.delta",
+    "response.reasoning_text.done": "response.reasoning_text.delta",
+    "response.reasoning_part.done": "response.reasoning_part.added",
+    "response.mcp_call_arguments.done": "response.mcp_call_arguments.delta",
+    "response.mcp_call.completed": "response.mcp_call.in_progress",
+    "response.mcp_call.failed": "response.mcp_call.in_progress",
+    "response.function_call_arguments.done": "response.function_call_arguments.delta",
+    "response.code_interpreter_call_code.done": "response.code_interpreter_call_code.delta",
+    "response.code_interpreter_call.completed": "response.code_interpreter_call.in_progress",
+    "response.web_search_call.completed": "response.web_search_call.in_progress",
+}
+STARTS = frozenset(PAIRS.values())
+
+
+def _where(i: int, ev: Event) -> str:
+    return f"event #{i} ({ev.get('type')}, seq {ev.get('sequence_number')})"
+
+
+def check_pairing(events: list[Event]) -> None:
+    """Start/end events nest; consecutive deltas of one type share a slot."""
+    stack: list[tuple[int, str]] = []
+    for i, ev in enumerate(events):
+        t = ev["type"]
+        if t in PAIRS:
+            want = PAIRS[t]
+            top = stack[-1][1] if stack else "<empty>"
+            assert top == want, f"{_where(i, ev)} closes {want} but the open event is {top}"
+            stack.pop()
+        elif t in STARTS:
+            if t.endswith(".delta") and stack and stack[-1][1] == t:
+                continue
+            stack.append((i, t))
+    assert not stack, f"unclosed at the end: {[f'#{i} {t}' for i, t in stack]}"
+
+
+def check_envelope(events: list[Event]) -> None:
+    """created first, in_progress (if any) second, exactly one terminal event, last."""
+    assert len(events) >= 2, f"only {len(events)} events"
+    types = [ev["type"] for ev in events]
+    assert types[0] == "response.created", f"first event is {types[0]}"
+    assert types.count("response.created") == 1, "more than one response.created"
+    in_progress = [i for i, t in enumerate(types) if t == "response.in_progress"]
+    assert in_progress in ([], [1]), f"response.in_progress at {in_progress}, not only at 1"
+    terminals = [i for i, t in enumerate(types) if t in TERMINAL]
+    assert terminals == [len(events) - 1], (
+        f"terminal events at {terminals}; want exactly one, last ({len(events) - 1})"
+    )
+
+
+def check_item_fields(events: list[Event]) -> None:
+    """Within added..done of an item, item_id / output_index / content_index agree;
+    output_index never goes backwards."""
+    active_id: str | None = None
+    active_index: int | None = None
+    active_content: int | None = None
+    last_index = -1
+    for i, ev in enumerate(events):
+        t = ev["type"]
+        if t in ENVELOPE:
+            continue
+        if t == "response.output_item.added":
+            item = ev.get("item")
+            assert item is not None, f"{_where(i, ev)} has no item"
+            assert item.get("id"), f"{_where(i, ev)}: the item has no id"
+            index = ev.get("output_index")
+            if index is not None:
+                assert index >= last_index, f"{_where(i, ev)}: output_index {index} < {last_index}"
+                last_index = index
+            active_id, active_index, active_content = item["id"], index, None
+            continue
+        if t == "response.output_item.done":
+            item = ev.get("item")
+            assert item is not None, f"{_where(i, ev)} has no item"
+            if active_id is not None and item.get("id"):
+                assert item["id"] == active_id, (
+                    f"{_where(i, ev)}: item id {item['id']} != open item {active_id}"
+                )
+            index = ev.get("output_index")
+            if active_index is not None and index is not None:
+                assert index == active_index, (
+                    f"{_where(i, ev)}: output_index {index} != open item's {active_index}"
+                )
+            active_id = active_index = active_content = None
+            continue
+        item_id, index = ev.get("item_id"), ev.get("output_index")
+        if active_id is not None and item_id is not None:
+            assert item_id == active_id, f"{_where(i, ev)}: item_id {item_id} != {active_id}"
+        if active_index is not None and index is not None:
+            assert index == active_index, f"{_where(i, ev)}: output_index {index} != {active_index}"
+        if t in ("response.content_part.added", "response.reasoning_part.added"):
+            active_content = ev.get("content_index")
+            continue
+        content = ev.get("content_index")
+        if content is not None and active_content is not None:
+            assert content == active_content, (
+                f"{_where(i, ev)}: content_index {content} != {active_content}"
+            )
+
+
+def check_stack(events: list[Event]) -> None:
+    """vLLM's `validate_streaming_event_stack`, on SSE data dicts."""
+    check_pairing(events)
+    check_envelope(events)
+    check_item_fields(events)
+
+
+def check_framing(names: list[str | None], events: list[Event]) -> None:
+    """SSE `event:` line == data `type`; sequence_number 0, 1, 2, … without gap."""
+    assert len(names) == len(events)
+    for i, (name, ev) in enumerate(zip(names, events, strict=True)):
+        assert name == ev.get("type"), f"{_where(i, ev)}: SSE event line {name!r}"
+        assert ev.get("sequence_number") == i, f"{_where(i, ev)}: sequence_number, want {i}"
+
+
+@functools.cache
+def _event_adapter() -> TypeAdapter[Any]:
+    return TypeAdapter(ResponseStreamEvent)
+
+
+def check_schema(events: list[Event], final: dict[str, Any] | None = None) -> None:
+    """Every event is an openai-python ResponseStreamEvent; the final response a Response."""
+    adapter = _event_adapter()
+    for i, ev in enumerate(events):
+        try:
+            adapter.validate_python(ev)
+        except Exception as e:
+            raise AssertionError(f"{_where(i, ev)} is not a ResponseStreamEvent: {e}") from e
+    if final is not None:
+        try:
+            Response.model_validate(final)
+        except Exception as e:
+            raise AssertionError(f"the final response is not a Response: {e}") from e
+
+
+def check_strict(events: list[Event]) -> dict[str, Any]:
+    """The project's own strict contract validator (tests/_validator.py)."""
+    tests_dir = str(Path(__file__).resolve().parents[1] / "tests")
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
+    from _validator import validate_stream  # type: ignore[import-not-found]
+
+    return validate_stream(events)  # type: ignore[no-any-return]
