@@ -526,6 +526,9 @@ def chat(
 # --- comparing outputs ------------------------------------------------------------
 
 
+ID_KEYS = frozenset({"id", "item_id", "call_id", "response_id", "container_id"})
+
+
 def normalize(obj: Any) -> Any:
     """Random ids replaced by placeholders in order of first appearance (so which
     ids are equal is kept), timestamps zeroed."""
@@ -536,7 +539,7 @@ def normalize(obj: Any) -> Any:
             return {k: walk(v, k) for k, v in o.items()}
         if isinstance(o, list):
             return [walk(v) for v in o]
-        if key in ("id", "item_id", "call_id", "response_id") and isinstance(o, str):
+        if key in ID_KEYS and isinstance(o, str):
             return seen.setdefault(o, f"<id{len(seen)}>")
         if key in ("created_at", "created"):
             return 0

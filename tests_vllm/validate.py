@@ -20,6 +20,7 @@ is `check_strict` here, for streams of our engine only.
 
 from __future__ import annotations
 
+import copy
 import functools
 import sys
 from pathlib import Path
@@ -55,14 +56,23 @@ def _where(i: int, ev: Event) -> str:
     return f"event #{i} ({ev.get('type')}, seq {ev.get('sequence_number')})"
 
 
-def check_pairing(events: list[Event]) -> None:
-    """Start/end events nest; consecutive deltas of one type share a slot."""
+def check_pairing(events: list[Event], *, zero_deltas: bool = True) -> None:
+    """Start/end events nest; consecutive deltas of one type share a slot.
+
+    vLLM's table pairs each `*.done` with its `*.delta`, so it rejects an item
+    whose text or arguments are empty (a `.done` with no delta before it). Such
+    items are legal (DESIGN §4: `delta*`; openai-python's types) and vLLM 0.33
+    never meets them only because it drops those items from the stream
+    altogether (#48274). With `zero_deltas` (the default) a `.done` whose deltas
+    never came closes nothing; `zero_deltas=False` is vLLM's exact rule."""
     stack: list[tuple[int, str]] = []
     for i, ev in enumerate(events):
         t = ev["type"]
         if t in PAIRS:
             want = PAIRS[t]
             top = stack[-1][1] if stack else "<empty>"
+            if zero_deltas and top != want and want.endswith(".delta"):
+                continue
             assert top == want, f"{_where(i, ev)} closes {want} but the open event is {top}"
             stack.pop()
         elif t in STARTS:
@@ -136,9 +146,9 @@ def check_item_fields(events: list[Event]) -> None:
             )
 
 
-def check_stack(events: list[Event]) -> None:
+def check_stack(events: list[Event], *, zero_deltas: bool = True) -> None:
     """vLLM's `validate_streaming_event_stack`, on SSE data dicts."""
-    check_pairing(events)
+    check_pairing(events, zero_deltas=zero_deltas)
     check_envelope(events)
     check_item_fields(events)
 
@@ -179,3 +189,87 @@ def check_strict(events: list[Event]) -> dict[str, Any]:
     from _validator import validate_stream  # type: ignore[import-not-found]
 
     return validate_stream(events)  # type: ignore[no-any-return]
+
+
+def _unknown_paths(
+    model: Any, path: tuple[Any, ...] = ()
+) -> list[tuple[tuple[Any, ...], set[str]]]:
+    from pydantic import BaseModel
+
+    out: list[tuple[tuple[Any, ...], set[str]]] = []
+    if isinstance(model, BaseModel):
+        if model.model_extra:
+            out.append((path, set(model.model_extra)))
+        for name in type(model).model_fields:
+            out += _unknown_paths(getattr(model, name), (*path, name))
+    elif isinstance(model, list):
+        for i, x in enumerate(model):
+            out += _unknown_paths(x, (*path, i))
+    return out
+
+
+def strip_vllm_envelope_extensions(events: list[Event]) -> list[Event]:
+    """Copies of the events without the fields vLLM's own `ResponsesResponse` adds
+    to the response object of the envelope events (kv_transfer_params,
+    input_messages, per-turn usage, …): fields openai-python does not know,
+    outside `response.output` (the items, which are checked as they are)."""
+    adapter = _event_adapter()
+    out = []
+    for ev in events:
+        ev = copy.deepcopy(ev)
+        if ev.get("type") in ENVELOPE:
+            for path, keys in _unknown_paths(adapter.validate_python(ev)):
+                if len(path) >= 2 and path[:2] == ("response", "output"):
+                    continue
+                node: Any = ev
+                for part in path:
+                    node = node[part]
+                for key in keys:
+                    node.pop(key, None)
+        out.append(ev)
+    return out
+
+
+@functools.cache
+def _item_adapter() -> TypeAdapter[Any]:
+    from openai.types.responses import ResponseOutputItem
+
+    return TypeAdapter(ResponseOutputItem)
+
+
+def streamed_items(events: list[Event]) -> list[dict[str, Any]]:
+    return [ev["item"] for ev in events if ev["type"] == "response.output_item.done"]
+
+
+def check_final_is_streamed_items(events: list[Event]) -> None:
+    """DESIGN §4: the terminal response's `output` is the `output_item.done` items,
+    in order; compared as openai-python items (a field sent as null equals one
+    left out)."""
+    final = events[-1]["response"]["output"]
+    done = streamed_items(events)
+    adapter = _item_adapter()
+    assert len(final) == len(done), (
+        f"final output has {len(final)} items, the stream closed {len(done)}: "
+        f"{[i.get('type') for i in final]} vs {[i.get('type') for i in done]}"
+    )
+    for n, (a, b) in enumerate(zip(final, done, strict=True)):
+        assert adapter.validate_python(a) == adapter.validate_python(b), (
+            f"output[{n}] differs from its output_item.done item:\n  final {a}\n  done  {b}"
+        )
+
+
+def check_output_indices(events: list[Event]) -> None:
+    """DESIGN §4: output_index counts the items from 0 without gap or reuse, one
+    open at a time."""
+    added = [ev for ev in events if ev["type"] == "response.output_item.added"]
+    assert [ev["output_index"] for ev in added] == list(range(len(added))), [
+        ev["output_index"] for ev in added
+    ]
+    open_index = None
+    for i, ev in enumerate(events):
+        if ev["type"] == "response.output_item.added":
+            assert open_index is None, f"{_where(i, ev)}: item {open_index} still open"
+            open_index = ev["output_index"]
+        elif ev["type"] == "response.output_item.done":
+            assert ev["output_index"] == open_index, f"{_where(i, ev)}: closes {open_index}"
+            open_index = None
