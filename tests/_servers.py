@@ -88,14 +88,14 @@ def search_issues(repo: str, query: str, per_page: int = 10) -> str:
 
 def get_latest_release(repo: str) -> str:
     """Always fails, as a repository the connector cannot see."""
-    raise ToolError(f"404 Not Found: repository {repo} does not exist or is not accessible")
+    raise ToolError(f"404 Not Found: no repository {repo!r} on this test server")
 
 
 def convert_temperature(value: float, from_unit: str, to_unit: str) -> str:
     """Converts between celsius and fahrenheit."""
     celsius = value if from_unit == "celsius" else (value - 32) * 5 / 9
     out = celsius * 9 / 5 + 32 if to_unit == "fahrenheit" else celsius
-    return f"{out:.1f}"
+    return f"{out:.2f} {to_unit}"
 
 
 def github_server() -> MCPServer:

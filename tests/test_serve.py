@@ -288,7 +288,10 @@ def test_mcp_call_failure_streams_mcp_call_failed(
     with pytest.raises(ToolError) as raised:
         get_latest_release(**args)
     assert str(raised.value) in error_text
-    assert error_text != function_outputs(t)[0]  # not the recorded text
+    recorded = t.turns[1]
+    assert isinstance(recorded, ToolOutput)
+    assert recorded.error is not None
+    assert error_text != recorded.error  # not the recorded text
 
 
 def test_mcp_without_server_url_uses_the_recorded_output(client: openai.OpenAI) -> None:

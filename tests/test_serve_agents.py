@@ -30,7 +30,8 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from harmony_stream import Vocab
-from harmony_stream.serve import ServeConfig, create_app
+from harmony_stream.serve import ServeConfig, bundled_corpus_dir, create_app
+from harmony_stream.transcript import ToolOutput, load_transcript
 
 from _servers import ServerThread, convert_temperature, units_server
 
@@ -132,6 +133,12 @@ def test_agent_turn_with_function_and_hosted_mcp(
     real = asyncio.run(direct_call(units_url, mcp_call.name, args))
     assert mcp_call.status == "completed"
     assert mcp_call.output == real == convert_temperature(**args)
+    recorded = [
+        turn.output
+        for turn in load_transcript(bundled_corpus_dir() / "weather_agent.json").turns
+        if isinstance(turn, ToolOutput)
+    ]
+    assert real not in recorded  # what was streamed is not the transcript's recording
 
     message = second[-1]
     assert message.type == "message"
