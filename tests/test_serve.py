@@ -33,7 +33,13 @@ from openai_harmony import Role
 from harmony_stream import Vocab
 from harmony_stream.serve import ServeConfig, create_app, load_config
 from harmony_stream.serve.corpus import Corpus, bundled_corpus_dir
-from harmony_stream.transcript import ModelTurn, ToolOutput, Transcript, load_transcript
+from harmony_stream.transcript import (
+    ModelTurn,
+    ToolOutput,
+    Transcript,
+    TranscriptError,
+    load_transcript,
+)
 
 from _servers import (
     ServerThread,
@@ -655,3 +661,21 @@ def test_transcripts_are_cut_after_function_calls(corpus: Corpus, enc: Any) -> N
             list(turns[a + 1 : b]) for a, b in zip([-1, *cuts], [*cuts, len(turns)], strict=True)
         ]
         assert entry.segments == expected, entry.name
+
+
+def test_a_transcript_with_a_bad_token_fails_at_start_up(
+    vocab: Vocab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A token id outside the vocabulary: refused when the corpus loads, not mid-request."""
+    from harmony_stream.cli import main
+
+    good = transcript("chat_final").model_turns[0].tokens
+    bad_id = len(vocab) + 5
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps({"tokens": [*good[:10], bad_id, *good[10:]]}))
+    with pytest.raises(TranscriptError) as e:
+        create_app(ServeConfig(transcripts=[tmp_path]), vocab=vocab)
+    assert "'broken'" in str(e.value)
+    assert str(bad_id) in str(e.value)
+    assert main(["serve", "--port", str(free_port()), str(path)]) == 2
+    assert str(bad_id) in capsys.readouterr().err

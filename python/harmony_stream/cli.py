@@ -198,7 +198,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .serve import load_config, run
         from .serve.corpus import ServeConfig
-        from .serve.run import configure_logging
     except ImportError as e:
         print(f"harmony-stream: error: {e}", file=sys.stderr)
         return 2
@@ -215,7 +214,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         config.step = args.step
     if args.delay_ms is not None:
         config.step_delay_ms = args.delay_ms
-    configure_logging()
     run(config, args.host, args.port)
     return 0
 

@@ -28,6 +28,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .._native import ResponseStream, Vocab
+from ..errors import HarmonyStreamError
 from ..transcript import ModelTurn, ToolOutput
 from .corpus import Corpus, Entry, ServeConfig, Turn
 from .mcp import McpServers
@@ -201,7 +202,23 @@ class Replay:
         return out
 
     async def run(self, mcp: McpServers, sink: Sink) -> None:
-        """Streams the segment into `sink`: start, tokens, tool results, finish."""
+        """Streams the segment into `sink`: start, tokens, tool results, finish.
+
+        A transcript the engine refuses (a token id outside the vocabulary, say)
+        ends the response with ``response.failed`` carrying the reason.
+        """
+        try:
+            await self._run(mcp, sink)
+        except HarmonyStreamError as e:
+            stream = self.stream
+            assert stream is not None
+            log.warning("transcript %s: replay failed: %s", self.entry.name, e)
+            if not stream.finished:
+                message = f"replay of transcript {self.entry.name!r} failed: {e}"
+                await sink(self._timed(stream.finish_sse, "error", message))
+            self.status = stream.response()["status"]
+
+    async def _run(self, mcp: McpServers, sink: Sink) -> None:
         stream = self.stream
         assert stream is not None, "prepare() first"
         config = self.state.config

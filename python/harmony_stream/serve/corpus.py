@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .._native import HarmonyParser, Vocab
+from ..errors import HarmonyStreamError
 from ..transcript import ModelTurn, ToolOutput, Transcript, TranscriptError, load_transcript
 from .request import RequestError, ResponsesRequest
 
@@ -120,7 +121,11 @@ def _segments(turns: Sequence[Turn], vocab: Vocab) -> tuple[list[list[Turn]], li
 
 
 def make_entry(name: str, transcript: Transcript, vocab: Vocab) -> Entry:
-    segments, calls = _segments(transcript.turns, vocab)
+    """Parses the transcript once: its calls, its segments; bad token ids fail here."""
+    try:
+        segments, calls = _segments(transcript.turns, vocab)
+    except HarmonyStreamError as e:
+        raise TranscriptError(f"transcript {name!r}: {e}") from e
     return Entry(name, transcript, segments, calls)
 
 

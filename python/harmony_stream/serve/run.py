@@ -17,7 +17,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     log = logging.getLogger("harmony_stream.serve")
-    log.addHandler(handler)
+    log.handlers = [handler]
     log.setLevel(level)
     log.propagate = False
     for noisy in ("httpx", "httpx2", "mcp"):
@@ -26,7 +26,8 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 def run(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serves until interrupted (uvicorn's access log is replaced by our line)."""
-    app = create_app(config)
+    app = create_app(config)  # a bad corpus or config fails here, before any set-up
+    configure_logging()
     state = app.state.replay
     log = logging.getLogger("harmony_stream.serve")
     log.info(
