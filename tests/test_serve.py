@@ -459,6 +459,10 @@ def test_best_fit_and_config_rules(vocab: Vocab, tmp_path: Path, enc: Any) -> No
         by_rule = c.responses.create(model="gpt-oss-20b", input="Best ramen in Tokyo?")
         unicode_final = oracle_messages(enc, transcript("unicode").model_turns[0].tokens)[-1]
         assert by_rule.output_text == text_of(unicode_final)
+        by_field = c.responses.create(
+            model="gpt-oss-20b", input="Why?", extra_body={"transcript": "unicode"}
+        )
+        assert by_field.output_text == text_of(unicode_final)
         no_tools = c.responses.create(model="gpt-oss-20b", input="Why is the sky blue?")
         chat_final = oracle_messages(enc, transcript("chat_final").model_turns[0].tokens)[-1]
         assert no_tools.output_text == text_of(chat_final)
@@ -469,6 +473,19 @@ def test_best_fit_and_config_rules(vocab: Vocab, tmp_path: Path, enc: Any) -> No
         assert call.type == "function_call"
         agent_call = oracle_messages(enc, transcript("weather_agent").model_turns[0].tokens)[-1]
         assert call.arguments == text_of(agent_call)
+
+
+def test_config_errors_are_caught_at_start_up(vocab: Vocab, tmp_path: Path) -> None:
+    path = tmp_path / "serve.json"
+    path.write_text(json.dumps({"default": "no_such_transcript"}))
+    with pytest.raises(TranscriptError, match="no_such_transcript"):
+        create_app(load_config(path), vocab=vocab)
+    path.write_text(json.dumps({"rules": [{"transcript": "chat_final", "when": "always"}]}))
+    with pytest.raises(TranscriptError, match="when"):
+        load_config(path)
+    path.write_text(json.dumps({"step": 0}))
+    with pytest.raises(TranscriptError, match="step"):
+        load_config(path)
 
 
 # --------------------------------------------------------------------------- errors
