@@ -125,6 +125,45 @@ def test_validator_rejects_broken_streams(tool_server: Any) -> None:
             validate.check_stack(stream)
     with pytest.raises(AssertionError):
         validate.check_schema([{**events[2], "type": "response.output_item.nope"}])
+    with pytest.raises(AssertionError):
+        validate.check_framing(["response.created", *kinds[1:]], [events[1], *events[1:]])
+
+
+def test_validator_zero_delta_rule(tool_server: Any) -> None:
+    # an item whose text is empty: its deltas are gone, the rest stays
+    events = harness.responses(CLEAN[0], stream=True, tool_server=tool_server).events
+    no_deltas = [ev for ev in events if ev["type"] != "response.reasoning_text.delta"]
+    validate.check_stack(no_deltas)
+    with pytest.raises(AssertionError):
+        validate.check_stack(no_deltas, zero_deltas=False)  # vLLM's exact rule
+    # a done of one kind does not close a delta of another
+    swapped = [
+        {**ev, "type": "response.output_text.done"}
+        if ev["type"] == "response.reasoning_text.done"
+        else ev
+        for ev in events
+    ]
+    with pytest.raises(AssertionError):
+        validate.check_stack(swapped)
+
+
+def test_contract_checks_catch_vllm(tool_server: Any) -> None:
+    # the DESIGN §4 checks the plugin has to pass, on vLLM's own stream:
+    # an empty reasoning item is missing from the stream (#48274), so the final
+    # output has an item the stream never closed, and output_index starts at 1
+    events = harness.responses(
+        corpus.BY_NAME["empty_reasoning"], stream=True, tool_server=tool_server
+    ).events
+    with pytest.raises(AssertionError, match="final output has 2 items, the stream closed 1"):
+        validate.check_final_is_streamed_items(events)
+    with pytest.raises(AssertionError):
+        validate.check_output_indices(events)
+    # vLLM's envelope fields are unknown to openai-python; stripping leaves the items
+    stripped = validate.strip_vllm_envelope_extensions(events)
+    assert "kv_transfer_params" in events[0]["response"]
+    assert "kv_transfer_params" not in stripped[0]["response"]
+    assert stripped[-1]["response"]["output"] == events[-1]["response"]["output"]
+    assert stripped[2:-1] == events[2:-1]  # between the envelope events: unchanged
 
 
 # --- the engine client ------------------------------------------------------------
