@@ -37,20 +37,20 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 logging.disable(logging.WARNING)
 
 from openai.types.responses import ResponseOutputItemDoneEvent  # noqa: E402
-from vllm import SamplingParams  # type: ignore[import-not-found]  # noqa: E402
-from vllm.entrypoints.openai.responses.protocol import (  # type: ignore[import-not-found]  # noqa: E402
+from vllm import SamplingParams  # noqa: E402
+from vllm.entrypoints.openai.responses.protocol import (  # noqa: E402
     ResponseCompletedEvent,
     ResponseCreatedEvent,
     ResponseInProgressEvent,
     ResponsesRequest,
     ResponsesResponse,
 )
-from vllm.entrypoints.openai.responses.streaming_events import (  # type: ignore[import-not-found]  # noqa: E402
+from vllm.entrypoints.openai.responses.streaming_events import (  # noqa: E402
     StreamingState,
     emit_content_delta_events,
     emit_previous_item_done_events,
 )
-from vllm.parser.harmony import HarmonyParser  # type: ignore[import-not-found]  # noqa: E402
+from vllm.parser.harmony import HarmonyParser  # noqa: E402
 
 IMPORT_SECONDS = time.perf_counter() - START
 
