@@ -17,6 +17,9 @@ starts. It does nothing unless ``HARMONY_STREAM_VLLM=1`` (or ``true``/``yes``/
 * ``OpenAIServingResponses._process_harmony_streaming_events``: the streamed
   items' events come from that engine; ``response.created``/``in_progress`` and
   the terminal event stay vLLM's (its response id, usage and status);
+* ``responses.serving.harmony_to_response_output``: a message with no known
+  channel (kept by the lenient parser) is read as ``final`` instead of failing
+  the request;
 * ``OpenAIServingResponses.responses_full_generator``: the final response's
   ``output`` is the engine's items, so ``response.completed``, the stored
   response and a ``stream=False`` response carry the streamed items, ids included.
@@ -60,6 +63,7 @@ _ENGINE_TOOL_TYPES = frozenset(
 )
 _ENVELOPE = frozenset({"response.created", "response.in_progress"})
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_KNOWN_CHANNELS = frozenset({"analysis", "commentary", "final"})
 _FINISH = {"stop": "stop", "length": "length", "abort": "abort", "error": "error"}
 
 _lock = threading.Lock()
@@ -443,6 +447,22 @@ def _apply() -> None:
             yield number(event)
 
     Serving._process_harmony_streaming_events = _process_harmony_streaming_events
+
+    # vLLM's final-response builder raises on a message with no known channel;
+    # the lenient parser keeps such text (a recovered `missing_start`, an unknown
+    # channel) as a message, and the engine makes it a message item: so does this.
+    orig_to_output = _set(vserving, "harmony_to_response_output", None)
+
+    def harmony_to_response_output(message: Any, *args: Any, **kwargs: Any) -> Any:
+        if (
+            message.recipient is None
+            and message.channel not in _KNOWN_CHANNELS
+            and message.author.role == "assistant"
+        ):
+            message = message.with_channel("final")
+        return orig_to_output(message, *args, **kwargs)
+
+    vserving.harmony_to_response_output = harmony_to_response_output
 
     orig_full = _set(Serving, "responses_full_generator", None)
 
