@@ -164,7 +164,15 @@ _SUB_REQUEST = re.compile(r"(?P<base>.+)_(?P<n>\d+)")
 
 
 class ScriptedEngine:
-    """Duck-typed `EngineClient` replaying one transcript per request."""
+    """Duck-typed `EngineClient` replaying one transcript per request.
+
+    Sub-request n (`{request_id}_n`; chat has no suffix: 0) gets model turn n:
+    `step` tokens per `RequestOutput` for DELTA, growing prefixes for
+    CUMULATIVE, one output for FINAL_ONLY. A turn ends where the model stopped:
+    a "stop" turn with its stop token (`<|return|>`/`<|call|>`, gpt-oss's EOS ids,
+    which the real engine takes from the generation config; the serving layer's
+    sampling params carry none), kept in `token_ids`; a "length" turn anywhere.
+    """
 
     def __init__(self) -> None:
         self.tokenizer = HarmonyTokenizer(ENCODING)
@@ -226,14 +234,6 @@ class ScriptedEngine:
                 out_ids, out_text = tokens[start:end], text[len(emitted) :]
             else:
                 out_ids, out_text = tokens[:end], text
-            stop_reason = None
-            if (
-                last
-                and turn.finish_reason == "stop"
-                and tokens
-                and tokens[-1] in call.stop_token_ids
-            ):
-                stop_reason = tokens[-1]
             completion = CompletionOutput(
                 index=0,
                 text=out_text,
@@ -241,7 +241,7 @@ class ScriptedEngine:
                 cumulative_logprob=None,
                 logprobs=None,
                 finish_reason=turn.finish_reason if last else None,
-                stop_reason=stop_reason,
+                stop_reason=None,  # what vLLM reports for an EOS token
             )
             call.outputs += 1
             yield RequestOutput(

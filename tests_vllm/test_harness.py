@@ -52,6 +52,16 @@ def test_corpus_covers_every_item_kind() -> None:
     assert {t.finish_reason for e in CORPUS for t in e.turns} == {"stop", "length"}
 
 
+def test_corpus_turns_end_where_a_model_stops() -> None:
+    stops = set(corpus.ENCODING.stop_tokens_for_assistant_actions())
+    for entry in CORPUS:
+        for turn in entry.turns:
+            assert (turn.tokens[-1] in stops) == (turn.finish_reason == "stop"), entry.name
+            assert not stops & set(turn.tokens[:-1]), f"{entry.name}: a stop token mid-turn"
+        # a turn that is not the last ends with a built-in tool call for vLLM's loop
+        assert all(corpus.builtin_call(t) for t in entry.turns[:-1]), entry.name
+
+
 def test_corpus_multibyte_characters_are_split_across_tokens() -> None:
     tokens = corpus.BY_NAME["multibyte"].tokens
     partial = [t for t in tokens if "\ufffd" in corpus.ENCODING.decode([t])]
