@@ -40,8 +40,8 @@ demo: install vocab ## parse the bundled sample transcript and time it
 lint: install ## cargo fmt, clippy, ruff, mypy, stubtest
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests scripts benches
-	$(VENV)/bin/ruff format --check python tests scripts benches
+	$(VENV)/bin/ruff check python tests tests_vllm scripts benches
+	$(VENV)/bin/ruff format --check python tests tests_vllm scripts benches
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy benches
 	$(PY) -m mypy.stubtest harmony_stream._native
@@ -55,7 +55,7 @@ test-python: install vocab ## pytest (differential tests against openai-harmony)
 	$(PY) -m pytest -q
 
 .PHONY: test
-test: lint test-rust test-python bench-short fuzz-short leak-check ## everything CI runs (benches, fuzzing in short mode)
+test: lint test-rust test-python test-vllm bench-short fuzz-short leak-check ## everything CI runs (vLLM suite, benches and fuzzing in short mode)
 
 .PHONY: clean
 clean: ## remove build products and the virtualenv
@@ -63,7 +63,8 @@ clean: ## remove build products and the virtualenv
 
 # ---------------------------------------------------------------------------
 # Benches (issue 5): pytest-benchmark runs in benches/, never part of `pytest`.
-# The vLLM 0.33.0 baseline runs when .venv-vllm exists (else a printed note).
+# The vLLM 0.33.0 baseline runs when the vLLM virtualenv exists (`make vllm-venv`;
+# `make test` makes it first), else a printed note.
 BENCH_PYTEST := $(PY) -m pytest benches/ -q -p no:cacheprovider \
 	--benchmark-columns=min,median,rounds --benchmark-sort=name
 
@@ -88,3 +89,35 @@ fuzz: vocab ## each fuzz target for 10 minutes
 .PHONY: leak-check
 leak-check: vocab ## the core crate's tests and the fuzz seeds under valgrind
 	bash scripts/leak_check.sh
+
+# ---------------------------------------------------------------------------
+# vLLM (issue 4): the plugin against vLLM 0.33.0's real serving code, in its own
+# virtualenv. vllm and torch are ~9 GB and take minutes to install, so the
+# virtualenv lives outside the checkout, keyed by its pins: a clean clone on the
+# same machine reuses it, a fresh machine makes it. This checkout's wheel is
+# installed into it on every run (so vLLM finds the real entry point).
+VLLM_PINS := vllm==0.33.0 mcp==2.3.0 openai==3.57.0 pytest==9.2.0 httpx==0.28.1
+VLLM_VENV ?= $(HOME)/.cache/harmony-stream/venv-vllm-$(shell echo '$(VLLM_PINS)' | sha1sum | cut -c1-12)
+VLLM_PY := $(VLLM_VENV)/bin/python
+export HS_BENCH_VLLM_PYTHON ?= $(VLLM_PY)
+
+$(VLLM_VENV)/.deps:
+	rm -rf $(VLLM_VENV)
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q $(VLLM_PINS)
+	touch $@
+
+.PHONY: vllm-venv
+vllm-venv: $(VLLM_VENV)/.deps install ## the vLLM 0.33.0 virtualenv (cached), with this checkout's wheel in it
+	rm -rf .cache/wheel
+	$(VENV)/bin/maturin build -q --release -o .cache/wheel
+	$(VLLM_PY) -m pip install -q --no-deps --force-reinstall .cache/wheel/*.whl
+
+.PHONY: test-vllm
+test-vllm: vllm-venv vocab ## the plugin against vLLM 0.33.0's real serving code (tests_vllm/)
+	$(VLLM_PY) -m pytest tests_vllm -q -p no:cacheprovider
+
+.PHONY: clean-vllm
+clean-vllm: ## remove the cached vLLM virtualenv
+	rm -rf $(VLLM_VENV)
