@@ -614,6 +614,22 @@ def test_quirks_vllm_alone_fails_or_loses_the_answer(name: str, tool_server: Any
     assert lost
 
 
+def test_quirk_cut_header_is_not_returned_as_the_answer(tool_server: Any) -> None:
+    """D5: vLLM returns the raw header text of a stream cut inside a header as
+    the answer; the plugin drops the partial header (lenient mode's
+    `header_without_message`)."""
+    entry = corpus.BY_NAME["quirk_cut_in_header"]
+    off = run(entry, on=False, stream=True, tool_server=tool_server)
+    on = run(entry, on=True, stream=True, tool_server=tool_server)
+
+    def messages(events: list[Event]) -> list[str]:
+        output = terminal(events)["response"]["output"]
+        return [item_text(i) for i in output if i["type"] == "message"]
+
+    assert any("<|channel|>" in m for m in messages(off.events))
+    assert messages(on.events) == []
+
+
 def _ids(events: Iterable[Event]) -> list[str]:
     return [e["item"]["id"] for e in events if e["type"] == "response.output_item.added"]
 
