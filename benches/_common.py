@@ -26,8 +26,10 @@ PATHS = {
     "hs_batch": "(2) harmony-stream feed_batch x256",
     "oh_pydantic": "(3) openai-harmony + openai models",
     "vllm": "(4) vLLM 0.33.0 path",
+    "vllm_plugin": "(5) vLLM 0.33.0 + harmony-stream plugin",
 }
 BASELINE_3, BASELINE_4 = "oh_pydantic", "vllm"
+VLLM_PLUGIN = "vllm_plugin"
 BATCH_STREAMS = 256
 
 

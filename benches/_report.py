@@ -76,6 +76,16 @@ def targets(store: Store) -> list[tuple[str, bool | None, str]]:
     else:
         why = "vLLM baseline absent" if sse12 else "long_12k not run"
         out.append(("per-token path >= 100x vLLM 0.33 at 12k", None, why))
+    plugin12 = _get(store, "vllm_plugin", "long_12k")
+    if plugin12 and vllm12:
+        ratio = plugin12.tokens_per_s / vllm12.tokens_per_s
+        out.append(
+            (
+                "vLLM with the plugin: CPU per token vs without (12k)",
+                None,
+                f"{plugin12.us_per_token:.2f} vs {vllm12.us_per_token:.2f} us/token ({ratio:.1f}x)",
+            )
+        )
     if sse12:
         rate = sse12.tokens_per_s
         out.append(("per-token path >= 3 M tokens/s (12k)", rate >= 3e6, f"{rate / 1e6:.2f} M/s"))
@@ -197,6 +207,7 @@ def plot(store: Store, path: Path) -> str | None:
         "hs_batch": ("tab:green", "D-"),
         "oh_pydantic": ("tab:orange", "^-"),
         "vllm": ("tab:red", "v-"),
+        "vllm_plugin": ("tab:purple", "P-"),
     }
     drawn = 0
     for key, label in PATHS.items():

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import pytest
-from _common import BASELINE_4, CORPUS_DIR, VLLM_PYTHON, VOCAB_DIR, Result, Store
+from _common import BASELINE_4, CORPUS_DIR, VLLM_PLUGIN, VLLM_PYTHON, VOCAB_DIR, Result, Store
 from _paths import PATH_CLASSES, HsSse
 
 # The per-token SSE body of each corpus: the reference the other harmony-stream paths
@@ -115,6 +115,7 @@ def vllm_run(store: Store) -> dict[str, Any]:
         "--budget", str(store.mode.budget),
         "--min-rounds", str(store.mode.min_rounds),
         "--max-rounds", str(store.mode.max_rounds),
+        "--plugin",
     ]  # fmt: skip
     env = dict(os.environ)
     env.setdefault("TIKTOKEN_ENCODINGS_BASE", str(VOCAB_DIR))
@@ -154,3 +155,29 @@ def test_vllm_path(store: Store, vllm_run: dict[str, Any], corpus_name: str) -> 
     result.note = "; ".join(problems[:2])
     result.extra = {"events": r["events"], "sse_bytes": r["sse_bytes"]}
     # A baseline's own defects are reported in the table, not failed on.
+
+
+def test_vllm_plugin_path(store: Store, vllm_run: dict[str, Any], corpus_name: str) -> None:
+    """(5): the same response through vLLM with harmony-stream's plugin installed."""
+    from _checks import compare_items
+
+    if "skip" in vllm_run:
+        pytest.skip(vllm_run["skip"])
+    if "error" in vllm_run:
+        pytest.fail(vllm_run["error"], pytrace=False)
+    errors = vllm_run.get("plugin_errors") or {}
+    corpus = store.corpora[corpus_name]
+    result = Result(path=VLLM_PLUGIN, corpus=corpus_name, tokens=corpus.num_tokens)
+    store.add(result)
+    error = errors.get(corpus_name) or errors.get("*")
+    if error:
+        result.ok, result.note = False, error[:200]
+        pytest.fail(f"vLLM + plugin failed on {corpus_name}: {error}", pytrace=False)
+    r = vllm_run["plugin_results"][corpus_name]
+    result.wall, result.cpu = r["wall"], r["cpu"]
+    # The plugin's items come from the engine: kinds and texts must be the corpus's.
+    problems = compare_items([tuple(x) for x in r["items"]], corpus.expected, corpus.tools)
+    result.ok = not problems
+    result.note = "; ".join(problems[:2])
+    result.extra = {"events": r["events"], "sse_bytes": r["sse_bytes"]}
+    assert result.ok, f"vLLM + plugin on {corpus_name}: {result.note}"

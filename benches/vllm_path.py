@@ -15,6 +15,13 @@ items; every event numbered by mutating ``sequence_number`` and written as
 ``api_router`` writes it (``model_dump_json(indent=None, by_alias=True)``).
 Not timed: request parsing, the engine, the tool calls themselves.
 
+With ``--plugin`` it also times the same response with harmony-stream's vLLM
+plugin installed (path (5)): per engine step, vLLM's ``HarmonyParser.process_chunk``
+(now on the Rust parser: vLLM's tool loop still reads its messages) and the
+plugin's engine (``feed`` + the events numbered and written as ``api_router``
+does); tool results go to the engine; ``flush()`` per turn; the same envelope,
+with the engine's items as the final ``output``.
+
     TIKTOKEN_ENCODINGS_BASE=.cache/tiktoken .venv-vllm/bin/python benches/vllm_path.py \
         --corpus-dir .cache/bench_corpus --names long_1k,long_12k --budget 1.0
 """
@@ -134,13 +141,97 @@ def _segment(seg: Any, state: Any, fn_names: Any, send: Any, items: list[Any]) -
         state.reset_for_new_item()
 
 
-def measure(transcript: dict[str, Any], budget: float, min_rounds: int, max_rounds: int) -> Any:
+def run_response_plugin(
+    transcript: dict[str, Any], sink: list[str], done_items: list[Any] | None = None
+) -> None:
+    """One whole response as the patched serving loop makes it (plugin installed)."""
+    from harmony_stream import ResponseStream, vllm_plugin
+
+    seq = 0
+
+    def send(ev: Any) -> None:
+        nonlocal seq
+        ev.sequence_number = seq
+        seq += 1
+        sink.append(f"event: {ev.type}\ndata: {ev.model_dump_json(indent=None, by_alias=True)}\n\n")
+
+    tools = transcript.get("tools") or []
+    request = ResponsesRequest(input="Hello", model="gpt-oss-120b", stream=True, tools=tools)
+    params = SamplingParams(max_tokens=transcript.get("max_output_tokens") or 65536)
+    initial = ResponsesResponse.from_request(
+        request, params, model_name="gpt-oss-120b", created_time=0, output=[], status="in_progress"
+    ).model_dump(mode="json", by_alias=True)
+    send(ResponseCreatedEvent(type="response.created", sequence_number=-1, response=initial))
+    send(ResponseInProgressEvent(type="response.in_progress", sequence_number=-1, response=initial))
+    engine = vllm_plugin._Engine(
+        ResponseStream(
+            vllm_plugin._get_vocab(),
+            tools=vllm_plugin._engine_tools(request),
+            model="gpt-oss-120b",
+            max_output_tokens=transcript.get("max_output_tokens"),
+        )
+    )
+    parser = HarmonyParser(_Tokenizer())
+    for ev in engine.drain():
+        send(ev)
+    reason = "stop"
+    for turn in transcript["turns"]:
+        tokens = turn.get("tokens")
+        if tokens is None:
+            out = turn.get("tool_output") or {}
+            error = out.get("error")
+            engine.tool_output(error or out.get("output") or "", error is not None)
+            continue
+        reason = turn.get("finish_reason") or "stop"
+        for i in range(len(tokens)):
+            chunk = tokens[i : i + 1]
+            parser.process_chunk(chunk)
+            engine.feed(chunk)
+            for ev in engine.drain():
+                send(ev)
+        parser.flush()
+    for ev in engine.finish(reason):
+        send(ev)
+    output = _items_adapter().validate_python(engine.output or [])
+    final = ResponsesResponse.from_request(
+        request,
+        params,
+        model_name="gpt-oss-120b",
+        created_time=0,
+        output=output,
+        status="completed",
+    )
+    send(ResponseCompletedEvent(type="response.completed", sequence_number=-1, response=final))
+    if done_items is not None:
+        done_items.extend(engine.output or [])
+
+
+_ADAPTER: Any = None
+
+
+def _items_adapter() -> Any:
+    global _ADAPTER
+    if _ADAPTER is None:
+        from openai.types.responses import ResponseOutputItem
+        from pydantic import TypeAdapter
+
+        _ADAPTER = TypeAdapter(list[ResponseOutputItem])
+    return _ADAPTER
+
+
+def measure(
+    transcript: dict[str, Any],
+    budget: float,
+    min_rounds: int,
+    max_rounds: int,
+    run: Any = run_response,
+) -> Any:
     n_tokens = sum(len(t["tokens"]) for t in transcript["turns"] if "tokens" in t)
     # First run: the correctness record (and warm-up).
     sink: list[str] = []
     items: list[Any] = []
     t0 = time.perf_counter()
-    run_response(transcript, sink, items)
+    run(transcript, sink, items)
     first = time.perf_counter() - t0
     n_events = len(sink)
     sse_bytes = sum(len(s.encode()) for s in sink)
@@ -151,7 +242,7 @@ def measure(transcript: dict[str, Any], budget: float, min_rounds: int, max_roun
     for _ in range(rounds):
         sink = []
         c0, w0 = time.process_time(), time.perf_counter()
-        run_response(transcript, sink)
+        run(transcript, sink)
         w1, c1 = time.perf_counter(), time.process_time()
         walls.append(w1 - w0)
         cpus.append(c1 - c0)
@@ -174,6 +265,7 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=1.0, help="seconds of timed runs per corpus")
     ap.add_argument("--min-rounds", type=int, default=1)
     ap.add_argument("--max-rounds", type=int, default=20)
+    ap.add_argument("--plugin", action="store_true", help="also time vLLM with the plugin (5)")
     args = ap.parse_args()
     import vllm
 
@@ -192,6 +284,28 @@ def main() -> int:
             )
         except Exception as e:  # a vLLM failure is a result to report, not a crash
             out["errors"][name] = f"{type(e).__name__}: {e}"
+    if args.plugin:
+        out["plugin_results"], out["plugin_errors"] = {}, {}
+        try:
+            from harmony_stream import vllm_plugin
+
+            if not vllm_plugin.install():
+                raise RuntimeError("vllm_plugin.install() refused")
+        except Exception as e:
+            out["plugin_errors"]["*"] = f"{type(e).__name__}: {e}"
+        else:
+            for name in args.names.split(","):
+                transcript = json.loads((args.corpus_dir / f"{name}.json").read_text("utf-8"))
+                try:
+                    out["plugin_results"][name] = measure(
+                        transcript,
+                        args.budget,
+                        args.min_rounds,
+                        args.max_rounds,
+                        run=run_response_plugin,
+                    )
+                except Exception as e:
+                    out["plugin_errors"][name] = f"{type(e).__name__}: {e}"
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from openai_harmony import HarmonyError as OpenAIHarmonyError
 from openai_harmony import Role, StreamableParser
 
-from harmony_stream import Vocab, vllm_plugin
+from harmony_stream import HarmonyParser, Vocab, vllm_plugin
 
 LOGGER = "vllm.plugins.harmony_stream"
 
@@ -176,3 +176,21 @@ def test_adapter_messages_are_new_lists(vocab: Vocab, enc: Any) -> None:
     first = parser.messages
     first.clear()
     assert len(parser.messages) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *CLEAN,
+        "<|channel|>final<|message|>a<|end|><|end|><|return|>stray<|start|><|start|>assistant"
+        "<|channel|>commentary?<|message|>b<|call|><|start|>assistant<|channel|>fin",
+    ],
+)
+def test_message_count_is_len_messages_after_every_token(text: str, vocab: Vocab, enc: Any) -> None:
+    """The plugin's process_chunk polls `message_count` instead of `messages`."""
+    parser = HarmonyParser(vocab)
+    for t in enc.encode(text, allowed_special="all"):
+        parser.process(t)
+        assert parser.message_count == len(parser.messages)
+    parser.process_eos()
+    assert parser.message_count == len(parser.messages)

@@ -519,6 +519,12 @@ impl HarmonyParser {
         self.inner.tokens_processed()
     }
 
+    /// `len(messages)` without building the list (for per-token polling).
+    #[getter]
+    fn message_count(&self) -> usize {
+        self.inner.messages().len()
+    }
+
     #[getter]
     fn strict(&self) -> bool {
         self.inner.is_strict()

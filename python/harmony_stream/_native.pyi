@@ -127,6 +127,9 @@ class HarmonyParser:
     @property
     def tokens_processed(self) -> int: ...
     @property
+    def message_count(self) -> int:
+        """``len(messages)`` without building the list (for per-token polling)."""
+    @property
     def strict(self) -> bool: ...
 
 @final

@@ -9,7 +9,8 @@ starts. It does nothing unless ``HARMONY_STREAM_VLLM=1`` (or ``true``/``yes``/
   ``HarmonyParser`` (``process_chunk``/``flush``, used by /v1/chat/completions
   and /v1/responses) runs on harmony-stream's lenient Rust parser through
   :class:`RustStreamableParser`, which has the ``openai_harmony.StreamableParser``
-  interface vLLM uses;
+  interface vLLM uses; ``HarmonyParser.process_chunk`` itself is replaced by one
+  with the same result and fewer Python calls per token;
 * ``HarmonyContext.append_output`` / ``append_tool_output`` /
   ``init_tool_sessions``: every request's tokens, and the built-in tool results
   of vLLM's tool loop (with the MCP ``is_error`` flag), also feed a
@@ -151,10 +152,12 @@ class RustStreamableParser:
     (vLLM skips that token) and leaves the parser unchanged.
     """
 
-    __slots__ = ("_converted", "_parser")
+    __slots__ = ("_converted", "_n_regular", "_parser")
 
     def __init__(self, vocab: Vocab | None = None) -> None:
-        self._parser = HarmonyParser(vocab if vocab is not None else _get_vocab())
+        vocab = vocab if vocab is not None else _get_vocab()
+        self._parser = HarmonyParser(vocab)
+        self._n_regular = vocab.n_regular  # ids from here on are special tokens
         self._converted: list[Any] = []
 
     def process(self, token: int) -> RustStreamableParser:
@@ -369,6 +372,52 @@ def _apply() -> None:
     items_adapter: TypeAdapter[list[Any]] = TypeAdapter(list[ResponseOutputItem])
 
     _set(vparser, "get_streamable_parser_for_assistant", _rust_streamable_parser)
+
+    # HarmonyParser.process_chunk, with the same result, in fewer Python calls per
+    # token: the delta is what `process` returns, a completed message is polled only
+    # when the message count grew, and "special token" is `id >= n_regular` (the
+    # o200k_harmony layout) instead of a call into openai_harmony.
+    Segment, ChunkResult = vparser.Segment, vparser.ChunkResult
+    normalize = vparser.HarmonyParser._normalize_recipient
+    orig_process_chunk = _set(vparser.HarmonyParser, "process_chunk", None)
+
+    def process_chunk(self: Any, token_ids: Any) -> Any:
+        if not token_ids:
+            return ChunkResult(segments=[], reasoning_token_count=0)
+        adapter = self._harmony_parser
+        if not isinstance(adapter, RustStreamableParser):
+            return orig_process_chunk(self, token_ids)
+        parser = adapter._parser
+        n_regular = adapter._n_regular
+        pending = self._current_message_tokens
+        segments: list[Any] = []
+        reasoning = 0
+        for token_id in token_ids:
+            try:
+                delta = parser.process(token_id)
+            except HarmonyError:
+                continue  # as vLLM does with a token openai_harmony refuses
+            channel = parser.current_channel
+            recipient = parser.current_recipient
+            if recipient is not None and "<|constrain|>" in recipient:
+                recipient = normalize(recipient)
+            completed = None
+            if parser.message_count > self._num_processed_messages:
+                completed = self._poll_completed_message()
+            if completed is not None:
+                pending.clear()
+            else:
+                pending.append(token_id)
+            if token_id < n_regular and (
+                channel == "analysis" or (channel == "commentary" and recipient is not None)
+            ):
+                reasoning += 1
+            segments.append(Segment(channel, recipient, delta or "", completed))
+        self._num_counted_tokens += len(token_ids)
+        self._num_reasoning_tokens += reasoning
+        return ChunkResult(segments=segments, reasoning_token_count=reasoning)
+
+    vparser.HarmonyParser.process_chunk = process_chunk
 
     orig_append_output = _set(HarmonyContext, "append_output", None)
 
