@@ -69,7 +69,7 @@ BENCH_PYTEST := $(PY) -m pytest benches/ -q -p no:cacheprovider \
 	--benchmark-columns=min,median,rounds --benchmark-sort=name
 
 .PHONY: bench
-bench: install vocab ## full bench: table, targets, benches/results/{results.json,throughput.png}
+bench: install vocab vllm-venv ## full bench: table, targets, benches/results/{results.json,throughput.png}
 	$(BENCH_PYTEST)
 
 .PHONY: bench-short
