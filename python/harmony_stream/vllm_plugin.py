@@ -546,8 +546,13 @@ def _apply() -> None:
             return response
         engine.finish(context.finish_reason)
         if engine.output is not None:
+            try:
+                output = items_adapter.validate_python(engine.output)
+            except Exception:
+                logger.exception("harmony-stream: the engine's items do not validate; vLLM's kept")
+                return response
             # The same object is in vLLM's response store: retrieval sees it too.
-            response.output = items_adapter.validate_python(engine.output)
+            response.output = output
         return response
 
     Serving.responses_full_generator = responses_full_generator
