@@ -101,7 +101,7 @@ def test_path(
 
 @pytest.fixture(scope="module")
 def vllm_run(store: Store) -> dict[str, Any]:
-    """One subprocess in .venv-vllm measures every corpus (vLLM imports in ~6-10 s)."""
+    """One subprocess in the vLLM virtualenv measures every corpus (vLLM imports in ~6-10 s)."""
     if not VLLM_PYTHON.exists():
         msg = f"vLLM baseline skipped: {VLLM_PYTHON} is absent (make a venv with vllm==0.33.0)"
         store.note(msg)
@@ -126,7 +126,7 @@ def vllm_run(store: Store) -> dict[str, Any]:
         return {"error": msg}
     data: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     store.note(
-        f"vLLM {data['vllm']} (Python {data['python']}) ran in .venv-vllm; "
+        f"vLLM {data['vllm']} (Python {data['python']}) ran in {VLLM_PYTHON.parent.parent}; "
         f"its import took {data['import_seconds']:.1f} s (not timed)"
     )
     return data

@@ -1,9 +1,9 @@
 """Baseline (4): vLLM 0.33.0's own Harmony → Responses streaming path, timed.
 
-Runs in the vLLM virtualenv (``.venv-vllm``), never beside harmony-stream: it
-imports only vLLM and what it installs (its ``openai_harmony`` fork, ``openai``). The
-bench (benches/test_throughput.py) starts it as a subprocess and reads one JSON
-object from stdout.
+Runs in the vLLM virtualenv (``make vllm-venv``), whose ``openai_harmony`` is
+vLLM's fork: path (4) imports only vLLM and what it installs; path (5) also
+the harmony-stream wheel installed there. The bench (benches/test_throughput.py)
+starts it as a subprocess and reads one JSON object from stdout.
 
 What is timed per response, as vLLM's serving loop does it (DESIGN.md §6):
 ``response.created``/``response.in_progress`` from ``ResponsesResponse.from_request``;
@@ -22,7 +22,7 @@ plugin's engine (``feed`` + the events numbered and written as ``api_router``
 does); tool results go to the engine; ``flush()`` per turn; the same envelope,
 with the engine's items as the final ``output``.
 
-    TIKTOKEN_ENCODINGS_BASE=.cache/tiktoken .venv-vllm/bin/python benches/vllm_path.py \
+    TIKTOKEN_ENCODINGS_BASE=.cache/tiktoken $VLLM_VENV/bin/python benches/vllm_path.py \
         --corpus-dir .cache/bench_corpus --names long_1k,long_12k --budget 1.0
 """
 
@@ -82,10 +82,9 @@ def _item_text(item: Any) -> tuple[str, str]:
     return t, ""
 
 
-def run_response(
-    transcript: dict[str, Any], sink: list[str], done_items: list[Any] | None = None
-) -> None:
-    """One whole response through vLLM's path; SSE strings appended to ``sink``."""
+def _open_response(transcript: dict[str, Any], sink: list[str]) -> tuple[Any, Any, Any]:
+    """vLLM's request objects, `send` (numbers an event and writes it as
+    ``api_router`` does) and response.created/in_progress sent."""
     seq = 0
 
     def send(ev: Any) -> None:
@@ -103,6 +102,14 @@ def run_response(
     ).model_dump(mode="json", by_alias=True)
     send(ResponseCreatedEvent(type="response.created", sequence_number=-1, response=initial))
     send(ResponseInProgressEvent(type="response.in_progress", sequence_number=-1, response=initial))
+    return send, request, params
+
+
+def run_response(
+    transcript: dict[str, Any], sink: list[str], done_items: list[Any] | None = None
+) -> None:
+    """One whole response through vLLM's path; SSE strings appended to ``sink``."""
+    send, request, params = _open_response(transcript, sink)
 
     # As HarmonyContext gets them from the request: the function tools' names.
     fn_names = frozenset(
@@ -147,22 +154,7 @@ def run_response_plugin(
     """One whole response as the patched serving loop makes it (plugin installed)."""
     from harmony_stream import ResponseStream, vllm_plugin
 
-    seq = 0
-
-    def send(ev: Any) -> None:
-        nonlocal seq
-        ev.sequence_number = seq
-        seq += 1
-        sink.append(f"event: {ev.type}\ndata: {ev.model_dump_json(indent=None, by_alias=True)}\n\n")
-
-    tools = transcript.get("tools") or []
-    request = ResponsesRequest(input="Hello", model="gpt-oss-120b", stream=True, tools=tools)
-    params = SamplingParams(max_tokens=transcript.get("max_output_tokens") or 65536)
-    initial = ResponsesResponse.from_request(
-        request, params, model_name="gpt-oss-120b", created_time=0, output=[], status="in_progress"
-    ).model_dump(mode="json", by_alias=True)
-    send(ResponseCreatedEvent(type="response.created", sequence_number=-1, response=initial))
-    send(ResponseInProgressEvent(type="response.in_progress", sequence_number=-1, response=initial))
+    send, request, params = _open_response(transcript, sink)
     engine = vllm_plugin._Engine(
         ResponseStream(
             vllm_plugin._get_vocab(),

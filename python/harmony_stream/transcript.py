@@ -127,13 +127,17 @@ def parse_transcript(data: Any, source: str = "<transcript>") -> Transcript:
     return Transcript(turns=turns, tools=tools, max_output_tokens=mot, extra=extra)
 
 
-def load_transcript(path: str | os.PathLike[str]) -> Transcript:
-    """Reads and validates a transcript file."""
+def read_json_file(path: str | os.PathLike[str]) -> Any:
+    """A JSON file's value; a missing file or bad JSON is a `TranscriptError` naming it."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        return json.loads(p.read_text(encoding="utf-8"))
     except OSError as e:
         raise TranscriptError(f"{p}: {e.strerror or e}") from e
     except json.JSONDecodeError as e:
         raise TranscriptError(f"{p}: not JSON: {e}") from e
-    return parse_transcript(data, str(p))
+
+
+def load_transcript(path: str | os.PathLike[str]) -> Transcript:
+    """Reads and validates a transcript file."""
+    return parse_transcript(read_json_file(path), str(Path(path)))

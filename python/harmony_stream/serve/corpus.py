@@ -24,7 +24,6 @@ The transcript is chosen, first match wins:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -33,7 +32,14 @@ from typing import Any
 
 from .._native import HarmonyParser, Vocab
 from ..errors import HarmonyStreamError
-from ..transcript import ModelTurn, ToolOutput, Transcript, TranscriptError, load_transcript
+from ..transcript import (
+    ModelTurn,
+    ToolOutput,
+    Transcript,
+    TranscriptError,
+    load_transcript,
+    read_json_file,
+)
 from .request import RequestError, ResponsesRequest
 
 __all__ = [
@@ -204,12 +210,7 @@ def load_config(path: str | Path) -> ServeConfig:
     "server_labels": ["github"]}], "seed": 1, "step": 1, "step_delay_ms": 0}``
     """
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise TranscriptError(f"{p}: {e.strerror or e}") from e
-    except json.JSONDecodeError as e:
-        raise TranscriptError(f"{p}: not JSON: {e}") from e
+    data = read_json_file(p)
     if not isinstance(data, dict):
         raise TranscriptError(f"{p}: a config is a JSON object")
     unknown = set(data) - _CONFIG_KEYS
