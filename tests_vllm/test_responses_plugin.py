@@ -639,3 +639,55 @@ def test_item_ids_have_the_engine_prefixes(tool_server: Any) -> None:
     on = run(entry, on=True, stream=True, tool_server=tool_server)
     prefixes = {re.sub(r"_.*", "", i) for i in _ids(on.events)}
     assert prefixes == {"rs", "mcp", "ci", "ws", "msg"}
+
+
+# --- background mode: vLLM stores the event objects and the response ---------------
+
+
+async def _get(app: harness.App, path: str) -> Any:
+    import httpx
+
+    transport = httpx.ASGITransport(app=app.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://vllm.test") as client:
+        return await client.get(path, timeout=60)
+
+
+@pytest.mark.parametrize("name", ["container_exec", "tool_loop_multi_turn"])
+def test_background_stream_replays_the_same_events_and_stores_the_items(
+    name: str, tool_server: Any
+) -> None:
+    entry = corpus.BY_NAME[name]
+    foreground = run(entry, on=True, stream=True, tool_server=tool_server)
+    with harness.plugin(True):
+        app = harness.get_app(tool_server)
+        app.responses.enable_store = True
+        try:
+            bg = harness.responses(
+                entry,
+                stream=True,
+                tool_server=tool_server,
+                extra_request_fields={"background": True, "store": True},
+            )
+            response_id = terminal(bg.events)["response"]["id"]
+            stored = harness.run(_get(app, f"/v1/responses/{response_id}"))
+            replay = harness.run(_get(app, f"/v1/responses/{response_id}?stream=true"))
+        finally:
+            app.responses.enable_store = False
+    assert bg.status_code == 200
+    assert bg.app_error is None
+
+    # The same item events as in the foreground (ids as placeholders); the
+    # envelope differs by design (background, store), its output does not.
+    def items_and_output(events: list[Event]) -> Any:
+        return placeholders(
+            [e for e in events if "response" not in e] + [terminal(events)["response"]["output"]]
+        )
+
+    assert items_and_output(bg.events) == items_and_output(foreground.events)
+    assert terminal(bg.events)["response"]["background"] is True
+    # The stored response carries the streamed items, ids included ...
+    assert stored.status_code == 200
+    assert drop_none(stored.json()["output"]) == drop_none(done_items(bg.events))
+    # ... and a second reader gets the stored event objects again, unchanged.
+    _, replayed, _ = harness.parse_sse(replay.content)
+    assert replayed == bg.events
