@@ -94,3 +94,56 @@ def test_reasoning_count_matches_vllms_own_counter() -> None:
     counted = parser.process_chunk(tokens).reasoning_token_count
     assert counted > 0
     assert vparser.HarmonyParser(_Tokenizer()).count_reasoning_tokens(tokens) == counted
+
+
+# Random streams from Harmony pieces (seeded: reproducible without hypothesis,
+# which the vLLM virtualenv does not carry).
+PIECES = [
+    "<|start|>",
+    "<|end|>",
+    "<|message|>",
+    "<|channel|>",
+    "<|constrain|>",
+    "<|call|>",
+    "<|return|>",
+    "assistant",
+    "analysis",
+    "final",
+    "commentary",
+    "commentary?",
+    " to=functions.get_weather",
+    " to=container.exec",
+    " to=browser.search",
+    " to=python",
+    " json",
+    " code",
+    "Hello, world",
+    "héllo 🎉 中文",
+    '{"location": "Paris"}',
+    "\n",
+]
+
+
+def _random_stream(rng: Any) -> list[int]:
+    tokens: list[int] = []
+    for _ in range(rng.randrange(1, 40)):
+        r = rng.random()
+        if r < 0.85:
+            tokens += corpus.ENCODING.encode(rng.choice(PIECES), allowed_special="all")
+        elif r < 0.95:
+            tokens.append(rng.randrange(0, 199_998))  # any regular token (partial UTF-8 too)
+        else:
+            tokens.append(rng.choice(BAD_IDS))
+    return tokens
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_process_chunk_equals_vllms_on_random_streams(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    patched = vparser.HarmonyParser.__dict__["process_chunk"]
+    for _ in range(10):
+        tokens = _random_stream(rng)
+        step = rng.choice([1, 2, 5, 64])
+        assert _run(patched, tokens, step) == _run(VLLM_PROCESS_CHUNK, tokens, step), tokens

@@ -691,3 +691,123 @@ def test_background_stream_replays_the_same_events_and_stores_the_items(
     # ... and a second reader gets the stored event objects again, unchanged.
     _, replayed, _ = harness.parse_sse(replay.content)
     assert replayed == bg.events
+
+
+# --- random garbage through vLLM with the plugin: never raises out of the loop -----
+
+GARBAGE_PIECES = [
+    "<|start|>",
+    "<|end|>",
+    "<|message|>",
+    "<|channel|>",
+    "<|constrain|>",
+    "<|call|>",
+    "<|return|>",
+    "assistant",
+    "analysis",
+    "final",
+    "commentary?",
+    " to=functions.get_weather",
+    " to=container.exec",
+    " to=python",
+    " json",
+    "text 🎉 中文",
+    '{"cmd": ["seq", "2"]}',
+]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_streams_never_break_the_serving_loop(seed: int, tool_server: Any) -> None:
+    import random
+
+    rng = random.Random(seed)
+    text = "".join(rng.choice(GARBAGE_PIECES) for _ in range(rng.randrange(1, 30)))
+    finish = rng.choice(["stop", "length"])
+    # Later turns answer whatever tool call vLLM's loop runs.
+    answer = corpus.Turn("<|channel|>final<|message|>ok<|return|>")
+    entry = corpus.Entry(
+        f"random_{seed}",
+        (corpus.Turn(text, finish), answer, answer, answer),
+        # vLLM 0.33 refuses an MCP tool beside a function tool (HTTP 400): one or the other.
+        responses_tools=(corpus.WEATHER_RESPONSES,) if seed % 2 else (corpus.CONTAINER,),
+    )
+    for stream in (True, False):
+        with harness.plugin(True):
+            r = harness.responses(entry, stream=stream, tool_server=tool_server)
+        assert r.status_code == 200, (text, r.body[:300])
+        assert r.app_error is None, text
+        if stream:
+            validate.check_stack(r.events)
+            validate_stream([r1_items(without_vllm_extensions(e)) for e in r.events])
+
+
+# --- D7 / D8: tool calls the model got wrong ---------------------------------------
+
+_FINAL_OK = corpus.Turn("<|channel|>final<|message|>Sorry, that did not work.<|return|>")
+
+
+def _exec_entry(name: str, call: str, finish: str) -> corpus.Entry:
+    return corpus.Entry(
+        name,
+        (
+            corpus.Turn(
+                "<|channel|>analysis<|message|>Run it.<|end|><|start|>assistant"
+                "<|channel|>analysis to=container.exec <|constrain|>json<|message|>" + call,
+                finish,
+            ),
+            _FINAL_OK,
+        ),
+        responses_tools=(corpus.CONTAINER,),
+    )
+
+
+def test_d7_a_tool_call_that_raises_fails_the_call_not_the_request(tool_server: Any) -> None:
+    """vLLM 0.33 lets `json.loads` of the model's arguments raise out of its tool
+    loop; with the plugin the call closes `mcp_call.failed` with the error, the
+    model gets the error as the tool's answer, and the response completes."""
+    entry = _exec_entry("exec_bad_json", "ls -la<|call|>", "stop")
+    with harness.plugin(False):
+        off = harness.responses(entry, stream=True, tool_server=tool_server)
+    assert off.app_error is not None  # raised out of vLLM's loop mid-stream ...
+    assert terminal_or_none(off.events) is None  # ... so the stream has no end
+    with harness.plugin(True):
+        on = harness.responses(entry, stream=True, tool_server=tool_server)
+    assert on.status_code == 200
+    assert on.app_error is None
+    final = terminal(on.events)
+    assert final["type"] == "response.completed"
+    (item,) = [i for i in final["response"]["output"] if i["type"] == "mcp_call"]
+    assert item["status"] == "failed"
+    assert "JSONDecodeError" in str(item["error"])
+    assert "response.mcp_call.failed" in [e["type"] for e in on.events]
+    # The second model turn saw the error in its prompt, and answered.
+    assert len(on.calls) == 2
+    assert "JSONDecodeError" in on.calls[1].prompt_text
+    assert item_text(final["response"]["output"][-1]) == "Sorry, that did not work."
+
+
+def test_d8_a_call_cut_by_max_tokens_is_not_run(
+    tool_server: Any, mcp: mcp_servers.RunningServers
+) -> None:
+    """vLLM 0.33 runs a built-in call whose arguments max_tokens cut off; the
+    plugin does not run it, and the item closes `incomplete`."""
+    entry = _exec_entry("exec_cut", '{"cmd": ["seq", "3', "length")
+    before = len(mcp.log.snapshot())
+    with harness.plugin(True):
+        on = harness.responses(entry, stream=True, tool_server=tool_server)
+    assert on.app_error is None
+    assert len(on.calls) == 1  # no second model turn: no tool ran
+    assert [c for c in mcp.log.snapshot()[before:] if c[1] == "exec"] == []
+    final = terminal(on.events)
+    assert final["type"] == "response.incomplete"
+    (item,) = [i for i in final["response"]["output"] if i["type"] == "mcp_call"]
+    assert item["status"] == "incomplete"
+    with harness.plugin(False):
+        off = harness.responses(entry, stream=True, tool_server=tool_server)
+    # vLLM runs it with the cut arguments: its JSON error ends the stream.
+    assert off.app_error is not None
+    assert terminal_or_none(off.events) is None
+
+
+def terminal_or_none(events: list[Event]) -> Event | None:
+    return events[-1] if events and events[-1]["type"] in TERMINAL else None

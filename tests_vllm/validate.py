@@ -68,6 +68,16 @@ def check_pairing(events: list[Event], *, zero_deltas: bool = True) -> None:
     stack: list[tuple[int, str]] = []
     for i, ev in enumerate(events):
         t = ev["type"]
+        if t == "response.output_item.done" and (ev.get("item") or {}).get("status") in (
+            "incomplete",
+            "failed",
+        ):
+            # A call cut by max_output_tokens, or a python/browser call whose tool
+            # failed, has no event that ends its `*.in_progress` (the Responses API
+            # defines none): its `output_item.done` with that status closes it.
+            # vLLM 0.33 never sends such items (it calls every call `completed`).
+            while stack and stack[-1][1].endswith(".in_progress"):
+                stack.pop()
         if t in PAIRS:
             want = PAIRS[t]
             top = stack[-1][1] if stack else "<empty>"

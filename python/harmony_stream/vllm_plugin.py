@@ -18,6 +18,9 @@ starts. It does nothing unless ``HARMONY_STREAM_VLLM=1`` (or ``true``/``yes``/
 * ``OpenAIServingResponses._process_harmony_streaming_events``: the streamed
   items' events come from that engine; ``response.created``/``in_progress`` and
   the terminal event stay vLLM's (its response id, usage and status);
+* ``HarmonyContext.need_builtin_tool_call`` / ``call_tool``: a built-in call
+  cut by ``max_tokens`` is not run, and a tool call that raises becomes the
+  tool's error answer (the item closes ``failed``) instead of failing the request;
 * ``responses.serving.harmony_to_response_output``: a message with no known
   channel (kept by the lenient parser) is read as ``final`` instead of failing
   the request;
@@ -344,6 +347,16 @@ class _SessionProxy:
         return getattr(self._hs_session, name)
 
 
+def _tool_error_message(call: Any, text: str) -> Any:
+    """The tool's answer to `call` when the call raised: the error text."""
+    from openai_harmony import Author, Message, Role
+
+    message = Message.from_author_and_content(Author.new(Role.TOOL, call.recipient), text)
+    if call.channel is not None:
+        message = message.with_channel(call.channel)
+    return message.with_recipient("assistant")
+
+
 def _tool_text(messages: Any) -> str:
     parts: list[str] = []
     for m in messages or ():
@@ -439,6 +452,36 @@ def _apply() -> None:
             engine.tool_output(_tool_text(output), is_error)
 
     HarmonyContext.append_tool_output = append_tool_output
+
+    # A built-in call cut by max_tokens (or an abort) is not a call: vLLM 0.33 would
+    # run it with the truncated arguments.
+    orig_need_call = _set(HarmonyContext, "need_builtin_tool_call", None)
+
+    def need_builtin_tool_call(self: Any) -> bool:
+        if self.finish_reason not in (None, "stop"):
+            return False
+        return bool(orig_need_call(self))
+
+    HarmonyContext.need_builtin_tool_call = need_builtin_tool_call
+
+    # A tool call that raises (arguments that are not JSON, a server that fails)
+    # fails that call, not the whole request: the model gets the error as the
+    # tool's answer and the item closes `failed`.
+    orig_call_tool = _set(HarmonyContext, "call_tool", None)
+
+    async def call_tool(self: Any) -> Any:
+        try:
+            return await orig_call_tool(self)
+        except Exception as e:
+            error: BaseException = e
+            while getattr(error, "exceptions", None):  # an ExceptionGroup: its first leaf
+                error = getattr(error, "exceptions")[0]  # noqa: B009
+            last = self.messages[-1]
+            logger.warning("harmony-stream: the %s call failed: %s", last.recipient, error)
+            self.__dict__["_hs_tool_error"] = True
+            return [_tool_error_message(last, f"{type(error).__name__}: {error}")]
+
+    HarmonyContext.call_tool = call_tool
 
     orig_init_tool_sessions = _set(HarmonyContext, "init_tool_sessions", None)
 
