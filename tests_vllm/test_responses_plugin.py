@@ -811,3 +811,25 @@ def test_d8_a_call_cut_by_max_tokens_is_not_run(
 
 def terminal_or_none(events: list[Event]) -> Event | None:
     return events[-1] if events and events[-1]["type"] in TERMINAL else None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_streams_never_break_chat_completions(seed: int) -> None:
+    """The same random streams through /v1/chat/completions (parser only)."""
+    import random
+
+    rng = random.Random(1000 + seed)
+    text = "".join(rng.choice(GARBAGE_PIECES) for _ in range(rng.randrange(1, 30)))
+    entry = corpus.Entry(
+        f"random_chat_{seed}",
+        (corpus.Turn(text, rng.choice(["stop", "length"])),),
+        chat_tools=(corpus.WEATHER_CHAT,),
+    )
+    for stream in (True, False):
+        with harness.plugin(True):
+            r = harness.chat(entry, stream=stream)
+        assert r.status_code == 200, (text, r.body[:300])
+        assert r.app_error is None, text
+        if stream:
+            assert r.done_marker, text
+            assert not [e for e in r.events if "error" in e], text
