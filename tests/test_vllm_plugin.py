@@ -194,3 +194,22 @@ def test_message_count_is_len_messages_after_every_token(text: str, vocab: Vocab
         assert parser.message_count == len(parser.messages)
     parser.process_eos()
     assert parser.message_count == len(parser.messages)
+
+
+def test_switch_on_outside_the_api_server_waits_for_a_serving_import(
+    monkeypatch: pytest.MonkeyPatch, fake_vllm: types.ModuleType
+) -> None:
+    """Engine cores and workers load general plugins too: with no serving module
+    imported, `register` only adds an import hook (once), and patches nothing."""
+    monkeypatch.setattr(fake_vllm, "__version__", "0.33.0", raising=False)
+    monkeypatch.setenv(vllm_plugin.ENV_VAR, "1")
+    for name in vllm_plugin._SERVING_MODULES:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    vllm_plugin.register()
+    vllm_plugin.register()
+    hooks = [f for f in sys.meta_path if isinstance(f, vllm_plugin._InstallOnImport)]
+    assert len(hooks) == 1
+    assert sys.meta_path[0] is hooks[0]
+    assert not vllm_plugin.is_active()
+    assert hooks[0].find_spec("json", None) is None  # other imports pass through

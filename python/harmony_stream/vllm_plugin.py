@@ -35,8 +35,10 @@ own event path, with a warning.
 
 from __future__ import annotations
 
+import importlib.abc
 import logging
 import os
+import sys
 import threading
 from typing import Any
 
@@ -75,10 +77,83 @@ _patches: list[tuple[Any, str, Any]] = []
 _vocab: Vocab | None = None
 
 
+# Importing one of these means the process serves the OpenAI API.
+_SERVING_MODULES = (
+    "vllm.entrypoints.openai.responses.serving",
+    "vllm.entrypoints.openai.chat_completion.serving",
+)
+
+
 def register() -> None:
-    """The ``vllm.general_plugins`` entry point: install when ``HARMONY_STREAM_VLLM`` is on."""
-    if os.environ.get(ENV_VAR, "").strip().lower() in _TRUE:
+    """The ``vllm.general_plugins`` entry point: install when ``HARMONY_STREAM_VLLM`` is on.
+
+    vLLM calls it in every process it starts: the API server, but also engine
+    cores and GPU workers, which never serve the API. So unless a serving module
+    is already imported, patching waits until one is (an import hook), and those
+    processes never import vLLM's OpenAI layer because of this plugin.
+    """
+    if os.environ.get(ENV_VAR, "").strip().lower() not in _TRUE:
+        return
+    if not _supported_vllm():
+        return
+    if any(name in sys.modules for name in _SERVING_MODULES):
         install()
+    elif not any(isinstance(f, _InstallOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _InstallOnImport())
+
+
+def _supported_vllm() -> bool:
+    """Whether vLLM 0.33.0 is importable; else one log line says why not."""
+    try:
+        import vllm
+    except ImportError:
+        logger.warning("harmony-stream: vLLM is not installed; nothing to patch")
+        return False
+    version = getattr(vllm, "__version__", "unknown")
+    if version != SUPPORTED_VLLM_VERSION:
+        logger.warning(
+            "harmony-stream: not patching vLLM %s: this plugin supports vllm==%s only",
+            version,
+            SUPPORTED_VLLM_VERSION,
+        )
+        return False
+    return True
+
+
+class _InstallOnImport(importlib.abc.MetaPathFinder):
+    """Runs :func:`install` once a serving module has been imported (outermost
+    import of one, so no module is half-initialised then), then removes itself."""
+
+    depth = 0
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname not in _SERVING_MODULES:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        exec_module = getattr(loader, "exec_module", None)
+        if exec_module is None:
+            return spec
+
+        def exec_then_install(module: Any) -> None:
+            _InstallOnImport.depth += 1
+            try:
+                exec_module(module)
+            finally:
+                _InstallOnImport.depth -= 1
+            if _InstallOnImport.depth == 0:
+                sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _InstallOnImport)]
+                install()
+
+        loader.exec_module = exec_then_install  # type: ignore[method-assign,union-attr]
+        return spec
 
 
 def is_active() -> bool:
@@ -91,18 +166,7 @@ def install() -> bool:
     with _lock:
         if _patches:
             return True
-        try:
-            import vllm
-        except ImportError:
-            logger.warning("harmony-stream: vLLM is not installed; nothing to patch")
-            return False
-        version = getattr(vllm, "__version__", "unknown")
-        if version != SUPPORTED_VLLM_VERSION:
-            logger.warning(
-                "harmony-stream: not patching vLLM %s: this plugin supports vllm==%s only",
-                version,
-                SUPPORTED_VLLM_VERSION,
-            )
+        if not _supported_vllm():
             return False
         _apply()
         from . import __version__
@@ -111,7 +175,7 @@ def install() -> bool:
             "harmony-stream %s active in vLLM %s: Harmony parsing and Responses "
             "streaming events run on harmony-stream (%s=1)",
             __version__,
-            version,
+            SUPPORTED_VLLM_VERSION,
             ENV_VAR,
         )
         return True
