@@ -3,7 +3,9 @@
 ``pip install 'harmony-stream[vllm]'`` registers :func:`register` under vLLM's
 ``vllm.general_plugins`` entry point group; vLLM calls it in every process it
 starts. It does nothing unless ``HARMONY_STREAM_VLLM=1`` (or ``true``/``yes``/
-``on``). Then, and only on ``vllm==0.33.0``, it patches:
+``on``). Then, and only on ``vllm==0.33.0``, in the process that serves the API
+(once vLLM's chat or responses serving module is imported: engine cores and
+workers never are), it patches:
 
 * ``vllm.parser.harmony.get_streamable_parser_for_assistant``: vLLM's
   ``HarmonyParser`` (``process_chunk``/``flush``, used by /v1/chat/completions
