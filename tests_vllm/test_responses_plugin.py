@@ -833,3 +833,39 @@ def test_random_streams_never_break_chat_completions(seed: int) -> None:
         if stream:
             assert r.done_marker, text
             assert not [e for e in r.events if "error" in e], text
+
+
+def test_d3b_an_mcp_call_vllm_never_runs_fails_with_the_reason() -> None:
+    """vLLM 0.33's tool loop runs only browser/python/container: a call to any
+    other MCP server never runs. vLLM still says `mcp_call.completed` (no output);
+    the plugin says `mcp_call.failed` with why."""
+    entry = corpus.Entry(
+        "github_call",
+        (
+            corpus.Turn(
+                "<|channel|>commentary to=github.search_issues <|constrain|>json"
+                '<|message|>{"q": "parser"}<|call|>'
+            ),
+        ),
+        responses_tools=(
+            {"type": "mcp", "server_label": "github", "server_url": "http://unused.invalid"},
+        ),
+    )
+    results = {}
+    for on in (False, True):
+        with harness.plugin(on):
+            results[on] = harness.responses(entry, stream=True)
+        assert results[on].status_code == 200
+        assert results[on].app_error is None
+    (off_item,) = done_items(results[False].events)
+    assert off_item["status"] == "completed"
+    assert off_item.get("output") is None
+    (on_item,) = done_items(results[True].events)
+    assert (on_item["type"], on_item["server_label"], on_item["name"]) == (
+        "mcp_call",
+        "github",
+        "search_issues",
+    )
+    assert on_item["status"] == "failed"
+    assert "the response finished before the tool result arrived" in str(on_item["error"])
+    assert len(results[True].calls) == 1  # nothing was run, no second model turn
