@@ -438,6 +438,38 @@ CORPUS: tuple[Entry, ...] = (
     ),
 )
 
+# Pieces of Harmony for seeded random streams (special tokens, header words,
+# recipients, content): every order of them is some model's bad day.
+HARMONY_PIECES = (
+    "<|start|>",
+    "<|end|>",
+    "<|message|>",
+    "<|channel|>",
+    "<|constrain|>",
+    "<|call|>",
+    "<|return|>",
+    "assistant",
+    "analysis",
+    "final",
+    "commentary",
+    "commentary?",
+    " to=functions.get_weather",
+    " to=container.exec",
+    " to=browser.search",
+    " to=python",
+    " json",
+    " code",
+    "text 🎉 中文",
+    '{"cmd": ["seq", "2"]}',
+    "\n",
+)
+
+
+def random_harmony_text(rng: Any, max_pieces: int = 30) -> str:
+    """1 to `max_pieces` random HARMONY_PIECES, joined."""
+    return "".join(rng.choice(HARMONY_PIECES) for _ in range(rng.randrange(1, max_pieces)))
+
+
 CLEAN = tuple(e for e in CORPUS if not e.quirk)
 QUIRKS = tuple(e for e in CORPUS if e.quirk)
 BY_NAME = {e.name: e for e in CORPUS}

@@ -97,39 +97,14 @@ def test_reasoning_count_matches_vllms_own_counter() -> None:
 
 
 # Random streams from Harmony pieces (seeded: reproducible without hypothesis,
-# which the vLLM virtualenv does not carry).
-PIECES = [
-    "<|start|>",
-    "<|end|>",
-    "<|message|>",
-    "<|channel|>",
-    "<|constrain|>",
-    "<|call|>",
-    "<|return|>",
-    "assistant",
-    "analysis",
-    "final",
-    "commentary",
-    "commentary?",
-    " to=functions.get_weather",
-    " to=container.exec",
-    " to=browser.search",
-    " to=python",
-    " json",
-    " code",
-    "Hello, world",
-    "héllo 🎉 中文",
-    '{"location": "Paris"}',
-    "\n",
-]
-
-
+# which the vLLM virtualenv does not carry), with stray regular tokens and bad ids.
 def _random_stream(rng: Any) -> list[int]:
     tokens: list[int] = []
     for _ in range(rng.randrange(1, 40)):
         r = rng.random()
         if r < 0.85:
-            tokens += corpus.ENCODING.encode(rng.choice(PIECES), allowed_special="all")
+            piece = rng.choice(corpus.HARMONY_PIECES)
+            tokens += corpus.ENCODING.encode(piece, allowed_special="all")
         elif r < 0.95:
             tokens.append(rng.randrange(0, 199_998))  # any regular token (partial UTF-8 too)
         else:

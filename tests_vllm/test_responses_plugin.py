@@ -695,33 +695,13 @@ def test_background_stream_replays_the_same_events_and_stores_the_items(
 
 # --- random garbage through vLLM with the plugin: never raises out of the loop -----
 
-GARBAGE_PIECES = [
-    "<|start|>",
-    "<|end|>",
-    "<|message|>",
-    "<|channel|>",
-    "<|constrain|>",
-    "<|call|>",
-    "<|return|>",
-    "assistant",
-    "analysis",
-    "final",
-    "commentary?",
-    " to=functions.get_weather",
-    " to=container.exec",
-    " to=python",
-    " json",
-    "text 🎉 中文",
-    '{"cmd": ["seq", "2"]}',
-]
-
 
 @pytest.mark.parametrize("seed", range(40))
 def test_random_streams_never_break_the_serving_loop(seed: int, tool_server: Any) -> None:
     import random
 
     rng = random.Random(seed)
-    text = "".join(rng.choice(GARBAGE_PIECES) for _ in range(rng.randrange(1, 30)))
+    text = corpus.random_harmony_text(rng)
     finish = rng.choice(["stop", "length"])
     # Later turns answer whatever tool call vLLM's loop runs.
     answer = corpus.Turn("<|channel|>final<|message|>ok<|return|>")
@@ -819,7 +799,7 @@ def test_random_streams_never_break_chat_completions(seed: int) -> None:
     import random
 
     rng = random.Random(1000 + seed)
-    text = "".join(rng.choice(GARBAGE_PIECES) for _ in range(rng.randrange(1, 30)))
+    text = corpus.random_harmony_text(rng)
     entry = corpus.Entry(
         f"random_chat_{seed}",
         (corpus.Turn(text, rng.choice(["stop", "length"])),),

@@ -23,9 +23,9 @@ workers never are), it patches:
 * ``HarmonyContext.need_builtin_tool_call`` / ``call_tool``: a built-in call
   cut by ``max_tokens`` is not run, and a tool call that raises becomes the
   tool's error answer (the item closes ``failed``) instead of failing the request;
-* ``responses.serving.harmony_to_response_output``: a message with no known
-  channel (kept by the lenient parser) is read as ``final`` instead of failing
-  the request;
+* ``responses.serving.harmony_to_response_output``: a message vLLM's builder
+  cannot take (kept by the lenient parser) no longer fails the request; one with
+  no known channel is read as ``final``;
 * ``OpenAIServingResponses.responses_full_generator``: the final response's
   ``output`` is the engine's items, so ``response.completed``, the stored
   response and a ``stream=False`` response carry the streamed items, ids included.
@@ -606,9 +606,10 @@ def _apply() -> None:
 
     Serving._process_harmony_streaming_events = _process_harmony_streaming_events
 
-    # vLLM's final-response builder raises on a message with no known channel;
-    # the lenient parser keeps such text (a recovered `missing_start`, an unknown
-    # channel) as a message, and the engine makes it a message item: so does this.
+    # vLLM's final-response builder raises on messages its strict parser never let
+    # through and the lenient one keeps (no known channel, `browser.<garbage>` ...).
+    # Its items give way to the engine's anyway; one it cannot build must not fail
+    # the request. Text with no known channel is read as `final`, as the engine does.
     orig_to_output = _set(vserving, "harmony_to_response_output", None)
 
     def harmony_to_response_output(message: Any, *args: Any, **kwargs: Any) -> Any:
@@ -618,7 +619,11 @@ def _apply() -> None:
             and message.author.role == "assistant"
         ):
             message = message.with_channel("final")
-        return orig_to_output(message, *args, **kwargs)
+        try:
+            return orig_to_output(message, *args, **kwargs)
+        except Exception as e:
+            logger.warning("harmony-stream: vLLM cannot build an item for a message: %s", e)
+            return []
 
     vserving.harmony_to_response_output = harmony_to_response_output
 
