@@ -562,6 +562,9 @@ def _apply() -> None:
 
     orig_process = _set(Serving, "_process_harmony_streaming_events", None)
 
+    # Both serving methods take (request, sampling_params, result_generator,
+    # context, model_name, ...): the wrappers name those they use and pass the
+    # rest on as vLLM gave them.
     async def _process_harmony_streaming_events(
         self: Any,
         request: Any,
@@ -569,10 +572,7 @@ def _apply() -> None:
         result_generator: Any,
         context: Any,
         model_name: Any,
-        tokenizer: Any,
-        request_metadata: Any,
-        created_time: Any,
-        _increment_sequence_number_and_return: Any,
+        *rest: Any,
     ) -> Any:
         engine = (
             _attach_engine(context, request, model_name)
@@ -581,20 +581,11 @@ def _apply() -> None:
         )
         if engine is None:
             async for event in orig_process(
-                self,
-                request,
-                sampling_params,
-                result_generator,
-                context,
-                model_name,
-                tokenizer,
-                request_metadata,
-                created_time,
-                _increment_sequence_number_and_return,
+                self, request, sampling_params, result_generator, context, model_name, *rest
             ):
                 yield event
             return
-        number = _increment_sequence_number_and_return
+        number = rest[-1]  # vLLM's _increment_sequence_number_and_return
         for event in engine.drain():
             yield number(event)
         async for ctx in result_generator:
@@ -636,9 +627,8 @@ def _apply() -> None:
         result_generator: Any,
         context: Any,
         model_name: Any,
-        tokenizer: Any,
-        request_metadata: Any,
-        created_time: Any = None,
+        *rest: Any,
+        **kwargs: Any,
     ) -> Any:
         engine = (
             _attach_engine(context, request, model_name)
@@ -646,15 +636,7 @@ def _apply() -> None:
             else None
         )
         response = await orig_full(
-            self,
-            request,
-            sampling_params,
-            result_generator,
-            context,
-            model_name,
-            tokenizer,
-            request_metadata,
-            created_time=created_time,
+            self, request, sampling_params, result_generator, context, model_name, *rest, **kwargs
         )
         if engine is None or not isinstance(response, ResponsesResponse):
             return response
