@@ -14,7 +14,9 @@ from openai_harmony import Role, StreamableParser
 from harmony_stream import HarmonyError, HarmonyParser, Vocab
 
 # Recoveries after which lenient mode intentionally differs from openai-harmony non-strict.
-INTENTIONAL_FIXES = frozenset({"constrain_as_recipient", "channel_normalized", "repeated_start"})
+INTENTIONAL_FIXES = frozenset(
+    {"constrain_as_recipient", "channel_normalized", "repeated_start", "text_in_header"}
+)
 
 Snapshot = tuple[str, str | None, str | None, str | None, str | None]
 

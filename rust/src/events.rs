@@ -671,6 +671,17 @@ impl ResponseStream {
             (None, None) => ToolResult::Output(""),
         };
         self.complete_pending(result, out);
+        // Tokens the model wrote after the call in the same completion: this
+        // completion ends here, so whatever its parser holds becomes items now
+        // (after the answered call), before the next completion's parser starts.
+        let step = self.parser.process_eos()?;
+        self.after_step(step, out, "completed");
+        if self.pending.is_some() {
+            self.fail_pending(
+                out,
+                ToolResult::Skipped("a second call in the same completion was not run"),
+            );
+        }
         self.function_waiting = false;
         self.parser = Parser::new(Arc::clone(&self.vocab), Some(Role::Assistant), false);
         Ok(())
@@ -1371,5 +1382,88 @@ mod tests {
         ));
         assert_eq!(ev.len(), n);
         assert_eq!(ev.last().unwrap().kind, "response.failed");
+    }
+
+    /// The output items of a finished stream as `(type, text)`: the text a
+    /// message, reasoning or call carries.
+    fn items(s: &ResponseStream) -> Vec<(String, String)> {
+        let r: serde_json::Value = serde_json::from_str(&s.response_json()).unwrap();
+        r["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let text = match i["type"].as_str().unwrap() {
+                    "message" | "reasoning" => i["content"][0]["text"].as_str(),
+                    _ => i["arguments"].as_str(),
+                };
+                (
+                    i["type"].as_str().unwrap().to_string(),
+                    text.unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn text_after_a_call_in_the_same_completion_survives_tool_output() {
+        let mut s = stream();
+        let mut ev = Vec::new();
+        let mut toks = msg("commentary to=github.search", "{}", CALL);
+        toks.extend(text("Hello there"));
+        s.feed(&toks, None, &mut ev).unwrap();
+        s.tool_output(Some("r"), None, &mut ev).unwrap();
+        s.finish(FinishReason::Stop, &mut ev).unwrap();
+        assert_eq!(
+            items(&s),
+            [
+                ("mcp_call".to_string(), "{}".to_string()),
+                ("message".to_string(), "Hello there".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_text_without_header_or_stop_token_is_a_message() {
+        let mut s = stream();
+        let mut ev = Vec::new();
+        s.feed(&text("Hello world"), None, &mut ev).unwrap();
+        s.finish(FinishReason::Stop, &mut ev).unwrap();
+        assert_eq!(
+            items(&s),
+            [("message".to_string(), "Hello world".to_string())]
+        );
+        // A cut recipient is a header, not text: nothing to show.
+        let mut s = stream();
+        s.feed(&text(" to=functions.get"), None, &mut ev).unwrap();
+        s.finish(FinishReason::Length, &mut ev).unwrap();
+        assert_eq!(items(&s), []);
+    }
+
+    #[test]
+    fn answer_written_into_a_later_header_is_kept_without_markup() {
+        let mut s = stream();
+        let mut ev = Vec::new();
+        let mut toks = msg("analysis", "x", END);
+        toks.extend(next_turn());
+        toks.push(CHANNEL);
+        toks.extend(text("final {\"answer\": \"hi\"}"));
+        toks.push(RETURN);
+        s.feed(&toks, None, &mut ev).unwrap();
+        s.finish(FinishReason::Stop, &mut ev).unwrap();
+        assert_eq!(
+            items(&s),
+            [
+                ("reasoning".to_string(), "x".to_string()),
+                ("message".to_string(), "{\"answer\": \"hi\"}".to_string())
+            ]
+        );
+        let kinds = s
+            .parser()
+            .recoveries()
+            .iter()
+            .map(|r| r.kind)
+            .collect::<Vec<_>>();
+        assert_eq!(kinds, [crate::message::RecoveryKind::TextInHeader]);
     }
 }

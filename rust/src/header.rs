@@ -13,7 +13,7 @@ use crate::message::{Header, Role};
 
 pub(crate) const CHANNEL_MARKER: &str = "<|channel|>";
 pub(crate) const CONSTRAIN_MARKER: &str = "<|constrain|>";
-const KNOWN_CHANNELS: [&str; 3] = ["analysis", "commentary", "final"];
+pub(crate) const KNOWN_CHANNELS: [&str; 3] = ["analysis", "commentary", "final"];
 
 /// A header that strict parsing rejects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +217,57 @@ pub(crate) fn parse_lenient(
     (header, junk.join(" "))
 }
 
+/// Where the content starts in a header that a stop token, `<|start|>` or the end
+/// of the stream closed before `<|message|>` (the model wrote its text into the
+/// header: `assistant<|channel|>final {"answer": "hi"}`).
+///
+/// The header part is, in any order and each at most once: the role word (when
+/// the header began with `<|start|>`; optional when the prompt gave the role),
+/// `<|channel|>NAME`, `to=RECIPIENT` and `<|constrain|>TYPE`. The content is what
+/// follows, without the whitespace that separates it. Returns `None` when the
+/// header part has neither a channel nor a recipient (nothing says the rest is a
+/// message) or when no text follows it.
+pub(crate) fn split_unterminated(text: &str, role: Option<Role>) -> Option<usize> {
+    fn word_end(s: &str) -> usize {
+        s.find(|c: char| c.is_whitespace() || c == '<')
+            .unwrap_or(s.len())
+    }
+    let skip_ws = |pos: usize| pos + (text[pos..].len() - text[pos..].trim_start().len());
+    let mut pos = skip_ws(0);
+    let first = &text[pos..pos + word_end(&text[pos..])];
+    match (role, Role::parse(first)) {
+        (Some(r), _) if first == r.as_str() => pos += first.len(),
+        (None, Some(_)) => pos += first.len(),
+        (None, None) if !first.starts_with("to=") => return None,
+        _ => {}
+    }
+    let (mut channel, mut recipient, mut constrain) = (false, false, false);
+    loop {
+        pos = skip_ws(pos);
+        let rest = &text[pos..];
+        if !channel && rest.starts_with(CHANNEL_MARKER) {
+            let after = &rest[CHANNEL_MARKER.len()..];
+            channel = true;
+            pos += CHANNEL_MARKER.len() + word_end(after);
+        } else if !recipient && rest.starts_with("to=") {
+            recipient = true;
+            pos += word_end(rest);
+        } else if !constrain && rest.starts_with(CONSTRAIN_MARKER) {
+            // A content type is one word of letters, digits and `-_.+/`; text
+            // glued to it (`<|constrain|>json{"a": 1}`) is content.
+            let after = &rest[CONSTRAIN_MARKER.len()..];
+            let ty = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || "-_.+/".contains(c)))
+                .unwrap_or(after.len());
+            constrain = true;
+            pos += CONSTRAIN_MARKER.len() + ty;
+        } else {
+            break;
+        }
+    }
+    ((channel || recipient) && pos < text.len()).then_some(pos)
+}
+
 /// What [`fix_quirks`] changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct QuirkFixes {
@@ -345,6 +396,38 @@ mod tests {
         let mut odd = strict("<|channel|>notes", Some(Role::Assistant)).unwrap();
         fix_quirks(&mut odd);
         assert_eq!(odd.channel.as_deref(), Some("notes"));
+    }
+
+    #[test]
+    fn unterminated_header_splits_at_the_text_after_its_parts() {
+        fn split(t: &str, r: Option<Role>) -> Option<&str> {
+            split_unterminated(t, r).map(|i| &t[i..])
+        }
+        let a = Some(Role::Assistant);
+        assert_eq!(
+            split("assistant<|channel|>final {\"answer\": \"hi\"}", None),
+            Some("{\"answer\": \"hi\"}")
+        );
+        assert_eq!(
+            split("<|channel|>final  Hello  there ", a),
+            Some("Hello  there ")
+        );
+        assert_eq!(
+            split(
+                "<|channel|>commentary to=functions.f <|constrain|>json{\"x\":1}",
+                a
+            ),
+            Some("{\"x\":1}")
+        );
+        assert_eq!(
+            split("to=python<|channel|>analysis print(1)", a),
+            Some("print(1)")
+        );
+        // No channel or recipient, nothing after the parts, an unknown role word.
+        assert_eq!(split("Hello world", a), None);
+        assert_eq!(split("assistant<|channel|>final ", None), None);
+        assert_eq!(split("<|channel|>fi", a), None);
+        assert_eq!(split("robot<|channel|>final hi", None), None);
     }
 
     #[test]

@@ -126,9 +126,35 @@ pub enum RecoveryKind {
     ConstrainAsRecipient,
     /// A channel name with trailing junk (`commentary?`) normalized to a known channel.
     ChannelNormalized,
+    /// A header closed before `<|message|>` (by a stop token, `<|start|>` or the end
+    /// of the stream) whose text goes on after a known channel or a recipient
+    /// (`<|channel|>final {"answer": "hi"}<|return|>`), or a completion's first
+    /// header that is plain text with no header parts: that text became the
+    /// message's content (openai-harmony drops it or raises).
+    TextInHeader,
 }
 
 impl RecoveryKind {
+    /// How many kinds there are.
+    pub const COUNT: usize = 8;
+
+    /// Every kind, in declaration order (`ALL[k.index()] == k`).
+    pub const ALL: [Self; Self::COUNT] = [
+        Self::StrayStopToken,
+        Self::MissingStart,
+        Self::RepeatedStart,
+        Self::HeaderWithoutMessage,
+        Self::MalformedHeader,
+        Self::ConstrainAsRecipient,
+        Self::ChannelNormalized,
+        Self::TextInHeader,
+    ];
+
+    /// Position in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// A stable snake_case name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -139,6 +165,7 @@ impl RecoveryKind {
             Self::MalformedHeader => "malformed_header",
             Self::ConstrainAsRecipient => "constrain_as_recipient",
             Self::ChannelNormalized => "channel_normalized",
+            Self::TextInHeader => "text_in_header",
         }
     }
 }

@@ -5,7 +5,8 @@
 //! token. Lenient mode (the default for serving) behaves like its
 //! `strict=False` mode wherever that one succeeds, except for three fixes
 //! ([`RecoveryKind::ConstrainAsRecipient`], [`RecoveryKind::ChannelNormalized`],
-//! [`RecoveryKind::RepeatedStart`]); where openai-harmony raises, lenient mode
+//! [`RecoveryKind::RepeatedStart`]) and one rule that keeps text it would drop
+//! ([`RecoveryKind::TextInHeader`]); where openai-harmony raises, lenient mode
 //! recovers and records a [`Recovery`].
 //!
 //! Cost per token is constant: content is appended to one `String`, header
@@ -14,11 +15,15 @@
 use std::sync::Arc;
 
 use crate::error::{Error, ParseErrorKind, Result};
-use crate::header::{fix_quirks, parse_lenient, parse_strict};
+use crate::header::{fix_quirks, parse_lenient, parse_strict, split_unterminated, KNOWN_CHANNELS};
 use crate::message::{EndToken, Header, Message, Recovery, RecoveryKind, Role};
 use crate::vocab::{special, Vocab};
 
 const REPLACEMENT: &str = "\u{FFFD}";
+
+/// How many recoveries a parser keeps with their details; beyond that it only
+/// counts them (a stream of quirks must not grow memory without bound).
+pub const MAX_RECOVERY_DETAILS: usize = 100;
 
 /// Where the parser is in the message grammar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +66,17 @@ enum HeaderCut {
     Eos,
 }
 
+/// Whether header text with no special token is the start of a header (a
+/// recipient `to=…` or a role word, or nothing but whitespace) rather than text.
+fn looks_like_header(text: &str) -> bool {
+    let t = text.trim_start();
+    let first = t.split_whitespace().next().unwrap_or("");
+    t.trim_end().is_empty()
+        || t.starts_with("to=")
+        || "to=".starts_with(t.trim_end())
+        || Role::parse(first).is_some()
+}
+
 fn end_token(token: u32) -> Option<EndToken> {
     match token {
         special::END => Some(EndToken::End),
@@ -82,10 +98,15 @@ pub struct Parser {
     header_implicit: bool,
     header: Header,
     content: String,
+    /// Bytes not yet decoded: `pending[pending_start..]` (a consumed prefix is
+    /// skipped, not moved, so a long run of undecodable bytes costs the same per
+    /// token at any length; the buffer is compacted when half of it is dead).
     pending: Vec<u8>,
+    pending_start: usize,
     last_delta: Option<(usize, usize)>,
     messages: Vec<Message>,
     recoveries: Vec<Recovery>,
+    recovery_counts: [u64; RecoveryKind::COUNT],
     index: usize,
     last_closed_at: Option<usize>,
 }
@@ -109,9 +130,11 @@ impl Parser {
             header: Header::new(role.unwrap_or(Role::Assistant)),
             content: String::new(),
             pending: Vec::new(),
+            pending_start: 0,
             last_delta: None,
             messages: Vec::new(),
             recoveries: Vec::new(),
+            recovery_counts: [0; RecoveryKind::COUNT],
             index: 0,
             last_closed_at: None,
         }
@@ -244,7 +267,7 @@ impl Parser {
             self.next_role = None;
             self.header_tokens.clear();
             self.content.clear();
-            self.pending.clear();
+            self.clear_pending();
             self.state = StreamState::Content;
             return Ok(Step {
                 header_done: true,
@@ -391,6 +414,31 @@ impl Parser {
                 );
                 self.push_message(header, content, end);
                 step.message_done = true;
+            } else if let Some(text) = self
+                .next_role
+                .filter(|_| !has_special)
+                .map(|_| self.header_text_lossy())
+                .filter(|t| !looks_like_header(t))
+            {
+                // The first header of a completion (the prompt gave the role) holds
+                // plain text and never reached a stop token: the model answered
+                // without a header. Keep the text verbatim.
+                self.recover(
+                    RecoveryKind::TextInHeader,
+                    format!("text with no header kept as a message (closed by {what})"),
+                );
+                self.push_message(Header::new(self.default_role), text, end);
+                step.message_done = true;
+            } else if let Some((header, content)) = self.split_cut_header(cut) {
+                self.recover(
+                    RecoveryKind::TextInHeader,
+                    format!(
+                        "header closed by {what} before <|message|>: the text after its \
+                         channel/recipient kept as the content"
+                    ),
+                );
+                self.push_message(header, content, end);
+                step.message_done = true;
             } else {
                 let text = self.header_text_lossy();
                 self.recover(
@@ -412,13 +460,50 @@ impl Parser {
         step
     }
 
+    /// A header cut before `<|message|>` whose text goes on after a recognised
+    /// channel or recipient: that header, and the text after it as the content.
+    /// Only for a header the model closed (a stop token or `<|start|>`): a header
+    /// cut by the end of the stream may simply be unfinished, its last word a
+    /// content type still to be followed by `<|message|>`.
+    fn split_cut_header(&mut self, cut: HeaderCut) -> Option<(Header, String)> {
+        if let HeaderCut::Eos = cut {
+            return None;
+        }
+        let text = self.header_text_lossy();
+        let at = split_unterminated(&text, self.next_role)?;
+        let head = &text[..at];
+        let mut header = match parse_strict(head, self.next_role, true) {
+            Ok((h, None)) => h,
+            _ => parse_lenient(head, self.next_role, self.default_role).0,
+        };
+        let mut probe = header.clone();
+        fix_quirks(&mut probe);
+        let known_channel = probe
+            .channel
+            .as_deref()
+            .is_some_and(|c| KNOWN_CHANNELS.contains(&c));
+        let recipient = probe.recipient.as_deref().is_some_and(|r| !r.is_empty());
+        let content = &text[at..];
+        // `to=functions.f json`: one bare word after a recipient is its content type.
+        let bare_word = !content.trim_end().contains(char::is_whitespace)
+            && content
+                .trim_end()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.+/".contains(c));
+        if !(known_channel || recipient) || (recipient && bare_word) {
+            return None;
+        }
+        self.apply_fixes(&mut header);
+        Some((header, content.to_string()))
+    }
+
     fn on_content(&mut self, token: u32) -> Step {
         if let Some(end) = end_token(token) {
             return self.close_message(end);
         }
         let bytes = self.vocab.token_bytes(token).unwrap_or_default();
         let start = self.content.len();
-        if self.pending.is_empty() {
+        if self.pending_start == self.pending.len() {
             if let Ok(s) = std::str::from_utf8(bytes) {
                 self.content.push_str(s);
                 self.last_delta = Some((start, self.content.len()));
@@ -431,15 +516,17 @@ impl Parser {
         self.pending.extend_from_slice(bytes);
         // One pass per token over the held bytes, as openai-harmony does: the
         // valid prefix, then at most one U+FFFD for an invalid sequence; bytes
-        // after that wait for the next token.
-        let consumed = match std::str::from_utf8(&self.pending) {
+        // after that wait for the next token. `from_utf8` stops at the first
+        // error, so a pass reads only what it consumes plus one sequence.
+        let held = &self.pending[self.pending_start..];
+        let consumed = match std::str::from_utf8(held) {
             Ok(s) => {
                 self.content.push_str(s);
-                self.pending.len()
+                held.len()
             }
             Err(e) => {
                 let valid = e.valid_up_to();
-                if let Ok(s) = std::str::from_utf8(&self.pending[..valid]) {
+                if let Ok(s) = std::str::from_utf8(&held[..valid]) {
                     self.content.push_str(s);
                 }
                 match e.error_len() {
@@ -451,7 +538,7 @@ impl Parser {
                 }
             }
         };
-        self.pending.drain(..consumed);
+        self.consume_pending(consumed);
         let delta = self.content.len() > start;
         if delta {
             self.last_delta = Some((start, self.content.len()));
@@ -462,11 +549,27 @@ impl Parser {
         }
     }
 
+    /// Marks `n` held bytes as decoded; compacts when the dead prefix is the larger half.
+    fn consume_pending(&mut self, n: usize) {
+        self.pending_start += n;
+        if self.pending_start == self.pending.len() {
+            self.clear_pending();
+        } else if self.pending_start > self.pending.len() / 2 {
+            self.pending.drain(..self.pending_start);
+            self.pending_start = 0;
+        }
+    }
+
+    fn clear_pending(&mut self) {
+        self.pending.clear();
+        self.pending_start = 0;
+    }
+
     fn close_message(&mut self, end: EndToken) -> Step {
-        if !self.pending.is_empty() {
-            let tail = String::from_utf8_lossy(&self.pending).into_owned();
+        if self.pending_start < self.pending.len() {
+            let tail = String::from_utf8_lossy(&self.pending[self.pending_start..]).into_owned();
             self.content.push_str(&tail);
-            self.pending.clear();
+            self.clear_pending();
         }
         let header = std::mem::replace(&mut self.header, Header::new(self.default_role));
         let content = std::mem::take(&mut self.content);
@@ -488,11 +591,14 @@ impl Parser {
     }
 
     fn recover(&mut self, kind: RecoveryKind, detail: String) {
-        self.recoveries.push(Recovery {
-            token_index: self.index,
-            kind,
-            detail,
-        });
+        self.recovery_counts[kind.index()] += 1;
+        if self.recoveries.len() < MAX_RECOVERY_DETAILS {
+            self.recoveries.push(Recovery {
+                token_index: self.index,
+                kind,
+                detail,
+            });
+        }
     }
 
     /// The content delta of the last token, if it added text.
@@ -511,9 +617,20 @@ impl Parser {
         self.messages.pop()
     }
 
-    /// Every quirk recovered from (always empty in strict mode).
+    /// The first [`MAX_RECOVERY_DETAILS`] quirks recovered from, with their details
+    /// (always empty in strict mode). [`Self::recovery_counts`] counts them all.
     pub fn recoveries(&self) -> &[Recovery] {
         &self.recoveries
+    }
+
+    /// How many recoveries of each kind happened, indexed by [`RecoveryKind::index`].
+    pub fn recovery_counts(&self) -> [u64; RecoveryKind::COUNT] {
+        self.recovery_counts
+    }
+
+    /// How many recoveries happened in all (at least `recoveries().len()`).
+    pub fn recovery_total(&self) -> u64 {
+        self.recovery_counts.iter().sum()
     }
 
     /// Where the parser is.
@@ -759,5 +876,49 @@ mod tests {
             assert_eq!(p.last_content_delta(), Some("z"));
         }
         assert_eq!(p.current_content().len(), 100_000);
+    }
+
+    #[test]
+    fn a_run_of_undecodable_bytes_costs_the_same_at_any_length() {
+        // Lone continuation bytes, two per token: one U+FFFD per token pass, as
+        // openai-harmony does, so the held bytes grow; they are never moved or
+        // re-read, so the buffer is touched O(1) times per token.
+        let v = Arc::new(
+            Vocab::from_regular_tokens((0u8..=255).map(|b| vec![b]).chain([vec![0x80, 0x81]]))
+                .unwrap(),
+        );
+        let pair = 256;
+        let mut p = Parser::new(v, Some(Role::Assistant), false);
+        for t in [CHANNEL].into_iter().chain(text("final")).chain([MESSAGE]) {
+            p.process(t).unwrap();
+        }
+        let n = 50_000;
+        for _ in 0..n {
+            p.process(pair).unwrap();
+            assert_eq!(p.last_content_delta(), Some("\u{FFFD}"));
+        }
+        // Compaction keeps at most twice the live bytes.
+        assert_eq!(p.pending.len() - p.pending_start, n);
+        assert!(p.pending.len() <= 2 * n + 2);
+        p.process(END).unwrap();
+        assert_eq!(p.messages()[0].content.chars().count(), 2 * n);
+    }
+
+    #[test]
+    fn recoveries_are_counted_all_and_kept_up_to_a_bound() {
+        let mut p = Parser::new(vocab(), Some(Role::Assistant), false);
+        for _ in 0..1000 {
+            p.process(START).unwrap();
+            p.process(u32::from(b'x')).unwrap();
+        }
+        p.process_eos().unwrap();
+        assert_eq!(p.recoveries().len(), MAX_RECOVERY_DETAILS);
+        assert!(p.recovery_total() >= 1000);
+        let counts = p.recovery_counts();
+        assert_eq!(counts.iter().sum::<u64>(), p.recovery_total());
+        assert!(counts[RecoveryKind::RepeatedStart.index()] >= 999);
+        for (i, k) in RecoveryKind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i);
+        }
     }
 }

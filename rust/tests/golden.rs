@@ -7,8 +7,8 @@
 //! * strict mode must match `strict=True` exactly: the content delta of every
 //!   token, the error (same token index, same kind), and the messages at the end;
 //! * lenient mode must match `strict=False` wherever that one succeeds, except
-//!   after an intentional fix (a `constrain_as_recipient`, `channel_normalized`
-//!   or `repeated_start` recovery): then only what came before the fix is
+//!   after an intentional fix (a `constrain_as_recipient`, `channel_normalized`,
+//!   `repeated_start` or `text_in_header` recovery): then only what came before the fix is
 //!   compared. Where `strict=False` fails, lenient mode must not fail, and must
 //!   agree with it up to the token where it failed.
 //!
@@ -28,10 +28,11 @@ use serde_json::Value;
 const MIN_CASES: usize = 20;
 
 /// Lenient-mode recoveries that deliberately differ from openai-harmony.
-const INTENTIONAL_FIXES: [RecoveryKind; 3] = [
+const INTENTIONAL_FIXES: [RecoveryKind; 4] = [
     RecoveryKind::ConstrainAsRecipient,
     RecoveryKind::ChannelNormalized,
     RecoveryKind::RepeatedStart,
+    RecoveryKind::TextInHeader,
 ];
 
 /// openai-harmony's error messages (prefixes) and the error kinds they correspond to.
