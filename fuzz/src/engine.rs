@@ -26,12 +26,15 @@
 //! `output_item.added` has its `output_item.done` (same id and index); deltas add
 //! up to the done text, which is the part's and the done item's text; the final
 //! response's `output` is the done items (equal JSON), `response_json()` equals the
-//! terminal event's response, and usage counts the accepted tokens.
+//! terminal event's response, and usage counts the accepted tokens. Conservation
+//! of text: the lenient parser over each completion (the accepted tokens between
+//! accepted `tool_output` calls) gives the items, one per message, each with its
+//! message's content.
 
 use std::collections::HashSet;
 
 use harmony_stream_core::{
-    Error, Event, FinishReason, ResponseConfig, ResponseStream, TokenLogprob, Tool,
+    Error, Event, FinishReason, Parser, ResponseConfig, ResponseStream, Role, TokenLogprob, Tool,
 };
 use serde_json::Value;
 
@@ -187,6 +190,8 @@ struct Harness {
     function_waiting: bool,
     accepted_tokens: u64,
     logprobs: bool,
+    /// The accepted tokens, cut into completions at every accepted `tool_output`.
+    completions: Vec<Vec<u32>>,
 }
 
 impl Harness {
@@ -259,6 +264,9 @@ impl Harness {
                 match call {
                     Call::Feed(t, _) => {
                         self.accepted_tokens += t.len() as u64;
+                        if let Some(last) = self.completions.last_mut() {
+                            last.extend_from_slice(t);
+                        }
                         self.started = true;
                         // A new message has begun (for a browser call its item is
                         // announced only when the call ends): the function call no
@@ -269,6 +277,7 @@ impl Harness {
                         }
                     }
                     Call::ToolOutput(..) => {
+                        self.completions.push(Vec::new());
                         self.function_waiting = false;
                         assert!(!self.stream.awaiting_tool_output());
                     }
@@ -362,6 +371,7 @@ pub fn run(data: &[u8]) -> (u64, u64) {
         function_waiting: false,
         accepted_tokens: 0,
         logprobs: cfg.logprobs,
+        completions: vec![Vec::new()],
     };
     let mut step: Vec<u32> = Vec::new();
     let mut n_tokens = 0u64;
@@ -420,7 +430,62 @@ pub fn run(data: &[u8]) -> (u64, u64) {
         }
     }
     check_stream(&h, &cfg);
+    check_conservation(&h);
     (n_tokens, h.accepted_tokens)
+}
+
+/// Conservation of text: the lenient parser run over each completion (the accepted
+/// tokens between accepted `tool_output` calls) gives the response's items, one per
+/// message and in order, each carrying its message's content (a browser call's
+/// arguments become its action, which is not compared).
+fn check_conservation(h: &Harness) {
+    let mut want: Vec<(String, String)> = Vec::new();
+    for tokens in &h.completions {
+        let mut p = Parser::new(vocab(), Some(Role::Assistant), false);
+        p.process_many(tokens).expect("accepted tokens parse");
+        p.process_eos().expect("lenient end of stream");
+        want.extend(p.messages().iter().map(|m| {
+            (
+                m.header.recipient.clone().unwrap_or_default(),
+                m.content.clone(),
+            )
+        }));
+    }
+    let response: Value = serde_json::from_str(&h.stream.response_json()).expect("response JSON");
+    let items: Vec<&Value> = response["output"]
+        .as_array()
+        .expect("output")
+        .iter()
+        .filter(|i| i["type"] != "mcp_list_tools")
+        .collect();
+    assert_eq!(
+        items.len(),
+        want.len(),
+        "{} items for {} parsed messages: {want:?}",
+        items.len(),
+        want.len()
+    );
+    for (item, (recipient, content)) in items.iter().zip(&want) {
+        let text = match str_of(item, "type") {
+            "reasoning" | "message" => item["content"]
+                .as_array()
+                .expect("content")
+                .iter()
+                .map(|p| str_of(p, "text"))
+                .collect::<String>(),
+            "function_call" | "mcp_call" => str_of(item, "arguments").to_string(),
+            "code_interpreter_call" => str_of(item, "code").to_string(),
+            "web_search_call" => {
+                assert!(
+                    recipient.starts_with("browser."),
+                    "{item} for {recipient:?}"
+                );
+                continue;
+            }
+            other => panic!("unexpected item type {other}"),
+        };
+        assert_eq!(&text, content, "item {item} lost text of {recipient:?}");
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
