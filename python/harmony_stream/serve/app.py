@@ -1,17 +1,21 @@
 """The replay server: a Starlette app answering `POST /v1/responses` from transcripts.
 
-`create_app(config)` builds it. Each request is checked (`request.py`), gets a
+`create_app(config)` builds it. Each request's body is read up to
+`config.max_body_bytes` (a 413 past it), checked (`request.py`), gets a
 transcript and a segment of it (`corpus.py`), and is replayed through the
 engine: SSE bytes straight from `ResponseStream.*_sse` when streaming,
 `ResponseStream.response()` otherwise. MCP calls go to the request's MCP
-servers (`mcp.py`); every other tool result comes from the transcript.
+servers (`mcp.py`); every other tool result comes from the transcript. Either
+way the replay stops when the client goes away.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -20,19 +24,26 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .._native import ResponseStream, Vocab
 from ..errors import HarmonyStreamError
-from ..transcript import ModelTurn, ToolOutput
+from ..replay import Feed, ToolResult, replay_steps
 from .corpus import Corpus, Entry, ServeConfig, Turn
-from .mcp import McpServers
-from .request import RequestError, ResponsesRequest, error_body, parse_request
+from .mcp import McpServerError, McpServers
+from .request import (
+    RequestError,
+    ResponsesRequest,
+    check_mcp_hosts,
+    error_body,
+    parse_request,
+)
 
 __all__ = ["Replay", "create_app", "synthetic_logprobs"]
 
@@ -42,6 +53,8 @@ Sink = Callable[[bytes], Awaitable[None]]
 
 # Remembered responses (for `previous_response_id`): the newest this many.
 MAX_REMEMBERED = 4096
+# Bodies larger than this are parsed in a worker thread, so the event loop goes on.
+PARSE_IN_THREAD_BYTES = 64 * 1024
 
 
 def synthetic_logprobs(
@@ -120,6 +133,8 @@ class Replay:
                     param="previous_response_id",
                     code="previous_response_not_found",
                 )
+        if state.config.mcp_allowed_hosts is not None:
+            check_mcp_hosts(request, state.config.mcp_allowed_hosts)
         self.entry: Entry = state.corpus.choose(
             request, state.config, previous[0] if previous else None
         )
@@ -158,26 +173,31 @@ class Replay:
                 continue
             try:
                 lists[label] = await mcp.list_tools(label)
-            except Exception as e:
+            except McpServerError as e:  # its words never quote the server's body
                 raise RequestError(
-                    f"Error retrieving tool list from MCP server: '{label}'. "
-                    f"{type(e).__name__}: {e}",
+                    f"Error retrieving tool list from MCP server: '{label}'. {e}",
                     param="tools",
                     code="mcp_list_tools_failed",
                     status=424,
                     type="external_connector_error",
                 ) from None
         config = self.state.config
-        self.stream = ResponseStream(
-            self.state.vocab,
-            tools=self.request.tools,
-            model=self.request.model,
-            max_output_tokens=self.request.max_output_tokens,
-            logprobs=self.request.logprobs,
-            mcp_tool_lists=lists or None,
-            id_seed=self.id_seed(),
-            created_at=0 if config.seed is not None else None,
-        )
+        try:
+            self.stream = ResponseStream(
+                self.state.vocab,
+                tools=self.request.tools,
+                model=self.request.model,
+                max_output_tokens=self.request.max_output_tokens,
+                logprobs=self.request.logprobs,
+                mcp_tool_lists=lists or None,
+                id_seed=self.id_seed(),
+                created_at=0 if config.seed is not None else None,
+            )
+        except (HarmonyStreamError, ValueError, TypeError, OverflowError) as e:
+            # The request passed our checks but the engine refuses its settings.
+            raise RequestError(
+                f"The request's settings cannot be used: {e}", code="invalid_request"
+            ) from None
 
     def id_seed(self) -> int | None:
         """With a configured seed: one derived from it and the request without `stream`.
@@ -190,9 +210,6 @@ class Replay:
             return None
         digest = hashlib.sha256(f"{seed}\n{self.request.fingerprint}".encode()).digest()
         return int.from_bytes(digest[:8], "little") >> 1
-
-    def _remaining_tokens(self, after: int) -> int:
-        return sum(len(t.tokens) for t in self.turns[after:] if isinstance(t, ModelTurn))
 
     def _timed(self, fn: Callable[..., bytes], *args: Any) -> bytes:
         t0 = time.perf_counter()
@@ -227,46 +244,32 @@ class Replay:
         n_regular = self.state.vocab.n_regular
         delay = config.step_delay_ms / 1000
         await sink(self._timed(stream.start_sse))
-        reason = "stop"
         turn_sse: list[bytes] = []
-        for index, turn in enumerate(self.turns):
-            if isinstance(turn, ModelTurn):
-                tokens = turn.tokens
-                cut = budget is not None and self.tokens + len(tokens) > budget
-                if cut:
-                    assert budget is not None
-                    tokens = tokens[: budget - self.tokens]
-                turn_sse = []
-                for i in range(0, len(tokens), config.step):
-                    step = tokens[i : i + config.step]
-                    lps = None
-                    if self.request.logprobs:
-                        lps = synthetic_logprobs(step, self.tokens, top, n_regular)
-                    chunk = self._timed(stream.feed_sse, step, lps)
-                    self.tokens += len(step)
-                    turn_sse.append(chunk)
-                    await sink(chunk)
-                    if delay:
-                        await anyio.sleep(delay)
-                    else:
-                        await anyio.lowlevel.checkpoint()  # lets a disconnect be noticed
-                if cut:
-                    reason = "length"
-                    break
-                reason = turn.finish_reason
-                if reason != "stop":
-                    break
-            elif isinstance(turn, ToolOutput) and stream.awaiting_tool_output:
-                if budget is not None and self.tokens >= budget and self._remaining_tokens(index):
-                    reason = "length"  # no budget left for the answer: the call never runs
-                    break
-                output, error = await self._tool_result(mcp, turn, turn_sse)
-                await sink(self._timed(stream.tool_output_sse, output, error))
-        await sink(self._timed(stream.finish_sse, reason))
+        for step in replay_steps(self.turns, step=config.step, max_output_tokens=budget):
+            if isinstance(step, Feed):
+                if step.offset == 0:
+                    turn_sse = []
+                lps = None
+                if self.request.logprobs:
+                    lps = synthetic_logprobs(step.tokens, step.position, top, n_regular)
+                chunk = self._timed(stream.feed_sse, step.tokens, lps)
+                self.tokens += len(step.tokens)
+                turn_sse.append(chunk)
+                await sink(chunk)
+                if delay:
+                    await anyio.sleep(delay)
+                else:
+                    await anyio.lowlevel.checkpoint()  # lets a disconnect be noticed
+            elif isinstance(step, ToolResult):
+                if stream.awaiting_tool_output:
+                    output, error = await self._tool_result(mcp, step, turn_sse)
+                    await sink(self._timed(stream.tool_output_sse, output, error))
+            else:
+                await sink(self._timed(stream.finish_sse, step.reason))
         self.status = stream.response()["status"]
 
     async def _tool_result(
-        self, mcp: McpServers, turn: ToolOutput, turn_sse: list[bytes]
+        self, mcp: McpServers, turn: ToolResult, turn_sse: list[bytes]
     ) -> tuple[str | None, str | None]:
         call = _pending_mcp_call(turn_sse)
         if call is None or not mcp.has_server(call["server_label"]):
@@ -276,6 +279,8 @@ class Replay:
 
     def log_line(self, elapsed_s: float) -> str:
         us = self.engine_s / max(self.tokens, 1) * 1e6
+        if self.stream is None:  # the client left while the MCP tools were being listed
+            self.status = "not_started"
         line = (
             f"POST /v1/responses transcript={self.entry.name} segment={self.segment_index} "
             f"stream={self.request.stream} tokens={self.tokens} events={self.events} "
@@ -291,11 +296,11 @@ def _error_response(e: RequestError) -> JSONResponse:
 
 
 class ReplayResponse(Response):
-    """The streaming answer: SSE written by the replay, stopped when the client leaves.
+    """The answer: SSE written by the replay, or the response's JSON at its end.
 
     One task group per response: the replay (which owns the MCP sessions) and a
-    watcher of ``http.disconnect`` that cancels it. Nothing is left running and
-    nothing is logged as an error when the client goes away.
+    watcher of ``http.disconnect`` that cancels it, streaming or not. Nothing is
+    left running and nothing is logged as an error when the client goes away.
     """
 
     def __init__(self, replay: Replay, started: float) -> None:
@@ -305,10 +310,14 @@ class ReplayResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         replay = self.replay
+        streaming = replay.request.stream
         headers_sent = False
+        answered = False  # the last byte of the answer is being (or was) sent
 
         async def sink(chunk: bytes) -> None:
             nonlocal headers_sent
+            if not streaming:
+                return  # the response is sent whole at the end
             if not headers_sent:
                 headers_sent = True
                 await send(
@@ -330,7 +339,8 @@ class ReplayResponse(Response):
                 while True:
                     message = await receive()
                     if message["type"] == "http.disconnect":
-                        replay.disconnected = True
+                        # Once the answer is out, a client closing its end is no news.
+                        replay.disconnected = not answered
                         tg.cancel_scope.cancel()
                         return
 
@@ -343,51 +353,121 @@ class ReplayResponse(Response):
                         await replay.prepare(mcp)
                     except RequestError as e:
                         log.info("POST /v1/responses %d %s: %s", e.status, e.type, e.message)
+                        answered = True
                         await _error_response(e)(scope, receive, send)
                         tg.cancel_scope.cancel()
                         return
+                    self._remember(replay)  # before the end is sent: a follow-up may name it
                     await replay.run(mcp, sink)
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    answered = streaming  # every event is out
+                if streaming:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                else:
+                    assert replay.stream is not None
+                    answered = True
+                    await Response(replay.stream.response_json(), media_type="application/json")(
+                        scope, receive, send
+                    )
             except OSError:  # the client went away while we wrote
                 replay.disconnected = True
             finally:
                 tg.cancel_scope.cancel()
                 self._finished(replay)
 
+    @staticmethod
+    def _remember(replay: Replay) -> None:
+        assert replay.stream is not None
+        replay.state.remember(replay.stream.response_id, replay.entry.name, replay.segment_index)
+
     def _finished(self, replay: Replay) -> None:
-        if replay.stream is not None:
-            self.replay.state.remember(
-                replay.stream.response_id, replay.entry.name, replay.segment_index
-            )
+        if replay.stream is not None or replay.disconnected:
             log.info(replay.log_line(time.perf_counter() - self.started))
+
+
+class _GcPause:
+    """The cyclic garbage collector off while big bodies are parsed (in worker threads).
+
+    Decoding a few MiB of JSON makes up to a million containers, and the collector
+    would walk them all again and again, holding the interpreter lock (most of the
+    parse time). Decoded JSON holds no reference cycles, so nothing is missed; the
+    collector is back on when the last parse ends (if it was on before the first).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._parsing = 0
+        self._was_enabled = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._parsing == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._parsing += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._parsing -= 1
+            if self._parsing == 0 and self._was_enabled:
+                gc.enable()
+
+
+_gc_pause = _GcPause()
+
+
+def _parse_big(raw: bytes) -> ResponsesRequest:
+    with _gc_pause:
+        return parse_request(raw)
+
+
+def _too_large(limit: int) -> RequestError:
+    return RequestError(
+        f"The request body is larger than this server's limit of {limit} bytes "
+        "(max_body_bytes in the server's config).",
+        code="request_too_large",
+        status=413,
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, read as it comes and refused (413) as soon as it passes `limit` bytes."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise _too_large(limit)  # refused before reading any of it
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():  # chunked bodies are counted as they arrive
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _responses(request: Request) -> Response:
     started = time.perf_counter()
     state: State = request.app.state.replay
     try:
-        req = parse_request(await request.body())
+        raw = await _read_body(request, state.config.max_body_bytes)
+        if len(raw) > PARSE_IN_THREAD_BYTES:
+            req = await anyio.to_thread.run_sync(_parse_big, raw)
+        else:
+            req = parse_request(raw)
         replay = Replay(state, req)
     except RequestError as e:
         log.info("POST /v1/responses %d %s: %s", e.status, e.type, e.message)
         return _error_response(e)
-    if req.stream:
-        return ReplayResponse(replay, started)
-
-    async def discard(_chunk: bytes) -> None:
-        return None
-
-    async with McpServers(req.tools, state.config.mcp_timeout_s) as mcp:
-        try:
-            await replay.prepare(mcp)
-        except RequestError as e:
-            log.info("POST /v1/responses %d %s: %s", e.status, e.type, e.message)
-            return _error_response(e)
-        await replay.run(mcp, discard)
-    assert replay.stream is not None
-    state.remember(replay.stream.response_id, replay.entry.name, replay.segment_index)
-    log.info(replay.log_line(time.perf_counter() - started))
-    return Response(replay.stream.response_json(), media_type="application/json")
+    except ClientDisconnect:
+        log.info("POST /v1/responses client disconnected before its body was read")
+        return Response(status_code=400)  # nobody reads it
+    except Exception as e:  # a request our checks missed: still the client's, still a 400
+        log.warning("POST /v1/responses 400: request not understood: %s", type(e).__name__)
+        return _error_response(
+            RequestError(
+                f"The request could not be read ({type(e).__name__}).", code="invalid_request"
+            )
+        )
+    return ReplayResponse(replay, started)
 
 
 async def _models(request: Request) -> Response:

@@ -24,7 +24,8 @@ The transcript is chosen, first match wins:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any
 
 from .._native import HarmonyParser, Vocab
 from ..errors import HarmonyStreamError
+from ..replay import replay_response
 from ..transcript import (
     ModelTurn,
     ToolOutput,
@@ -47,6 +49,7 @@ __all__ = [
     "Entry",
     "Rule",
     "ServeConfig",
+    "ServeConfigError",
     "bundled_corpus_dir",
     "load_config",
 ]
@@ -127,8 +130,14 @@ def _segments(turns: Sequence[Turn], vocab: Vocab) -> tuple[list[list[Turn]], li
 
 
 def make_entry(name: str, transcript: Transcript, vocab: Vocab) -> Entry:
-    """Parses the transcript once: its calls, its segments; bad token ids fail here."""
+    """Parses the transcript once: its calls, its segments; bad token ids fail here.
+
+    It is also replayed once as the command line replays it (`replay_response`),
+    so a transcript `harmony-stream events` refuses (a tool output with no call
+    to answer, say) stops the server at start-up too, with the same message.
+    """
     try:
+        replay_response(transcript, vocab, id_seed=0, created_at=0)
         segments, calls = _segments(transcript.turns, vocab)
     except HarmonyStreamError as e:
         raise TranscriptError(f"transcript {name!r}: {e}") from e
@@ -163,9 +172,114 @@ class Rule:
         )
 
 
+class ServeConfigError(TranscriptError):
+    """A server setting that cannot be used; the message names the setting (and its flag).
+
+    Raised when a `ServeConfig` is built or a setting is assigned, and by
+    `load_config`, so a bad setting stops the server at start-up rather than
+    failing every request. A `TranscriptError` (hence a `HarmonyStreamError` and
+    a `ValueError`) too, as config errors always were.
+    """
+
+
+# The command-line flag of each setting that has one (named in the error messages).
+_FLAGS = {
+    "seed": "--seed",
+    "step": "--step",
+    "step_delay_ms": "--delay-ms",
+    "max_body_bytes": "--max-body-bytes",
+    "mcp_allowed_hosts": "--mcp-allowed-host",
+}
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def _setting_error(name: str, rule: str, value: Any) -> ServeConfigError:
+    flag = f" ({_FLAGS[name]})" if name in _FLAGS else ""
+    return ServeConfigError(f"{name}{flag} must be {rule}, got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite_float(value: Any) -> float | None:
+    """`value` as a finite float, or None (not a number, NaN, infinite, too large)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _check_seed(value: Any) -> Any:
+    if value is not None and not (_is_int(value) and value >= 0):
+        raise _setting_error("seed", "an integer >= 0 (or none)", value)
+    return value
+
+
+def _check_step(value: Any) -> Any:
+    if not (_is_int(value) and value >= 1):
+        raise _setting_error("step", "an integer >= 1", value)
+    return value
+
+
+def _check_delay(value: Any) -> Any:
+    f = _finite_float(value)
+    if f is None or f < 0:
+        raise _setting_error("step_delay_ms", "a finite number >= 0", value)
+    return f
+
+
+def _check_timeout(value: Any) -> Any:
+    f = _finite_float(value)
+    if f is None or f <= 0:
+        raise _setting_error("mcp_timeout_s", "a finite number > 0", value)
+    return f
+
+
+def _check_max_body(value: Any) -> Any:
+    if not (_is_int(value) and value >= 1):
+        raise _setting_error("max_body_bytes", "an integer >= 1 (bytes)", value)
+    return value
+
+
+def _check_hosts(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or not all(isinstance(h, str) and h for h in value):
+        raise _setting_error(
+            "mcp_allowed_hosts", "a list of host names or patterns (non-empty strings)", value
+        )
+    return list(value)
+
+
+def _check_models(value: Any) -> Any:
+    if not isinstance(value, list | tuple) or not all(isinstance(m, str) and m for m in value):
+        raise _setting_error("models", "a list of model names (non-empty strings)", value)
+    return list(value)
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "seed": _check_seed,
+    "step": _check_step,
+    "step_delay_ms": _check_delay,
+    "mcp_timeout_s": _check_timeout,
+    "max_body_bytes": _check_max_body,
+    "mcp_allowed_hosts": _check_hosts,
+    "models": _check_models,
+}
+
+
 @dataclass
 class ServeConfig:
-    """Server settings (`--config FILE` is this as JSON; see `load_config`)."""
+    """Server settings (`--config FILE` is this as JSON; see `load_config`).
+
+    Every setting is checked when the config is built and whenever one is
+    assigned: a bad value raises `ServeConfigError` naming it.
+    """
 
     transcripts: list[Path] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
@@ -176,8 +290,17 @@ class ServeConfig:
     # Tokens per engine step (one SSE write per step) and a pause after each step.
     step: int = 1
     step_delay_ms: float = 0.0
+    # Each MCP operation (connect, list, call) must answer within this.
     mcp_timeout_s: float = 30.0
     vocab_path: str | None = None
+    # The largest request body read; a larger one is a 413.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # When set, the only hosts (names or shell-style patterns) an MCP server_url may name.
+    mcp_allowed_hosts: list[str] | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        check = _CHECKS.get(name)
+        super().__setattr__(name, check(value) if check is not None else value)
 
 
 _RULE_KEYS = {"transcript", "input_contains", "model", "tool_types", "functions", "server_labels"}
@@ -190,6 +313,8 @@ _CONFIG_KEYS = {
     "step",
     "step_delay_ms",
     "mcp_timeout_s",
+    "max_body_bytes",
+    "mcp_allowed_hosts",
     "vocab",
 }
 
@@ -207,7 +332,11 @@ def load_config(path: str | Path) -> ServeConfig:
 
     ``{"transcripts": ["dir/", "x.json"], "default": "chat_final", "models": [...],
     "rules": [{"transcript": "mcp_call", "input_contains": "issues",
-    "server_labels": ["github"]}], "seed": 1, "step": 1, "step_delay_ms": 0}``
+    "server_labels": ["github"]}], "seed": 1, "step": 1, "step_delay_ms": 0,
+    "mcp_timeout_s": 30, "max_body_bytes": 4194304, "mcp_allowed_hosts": ["localhost"]}``
+
+    A setting the server cannot use raises `ServeConfigError` naming the file
+    and the key; other mistakes raise `TranscriptError`.
     """
     p = Path(path)
     data = read_json_file(p)
@@ -220,7 +349,10 @@ def load_config(path: str | Path) -> ServeConfig:
     cfg.transcripts = [
         p.parent / t for t in _strs(data.get("transcripts", []), f"{p}: transcripts")
     ]
-    for i, r in enumerate(data.get("rules", [])):
+    rules = data.get("rules", [])
+    if not isinstance(rules, list):
+        raise TranscriptError(f"{p}: rules must be a list of objects")
+    for i, r in enumerate(rules):
         where = f"{p}: rules[{i}]"
         if not isinstance(r, dict) or not isinstance(r.get("transcript"), str):
             raise TranscriptError(f"{where} must be an object with a 'transcript' name")
@@ -245,18 +377,21 @@ def load_config(path: str | Path) -> ServeConfig:
         cfg.default = data["default"]
     if "models" in data:
         cfg.models = list(_strs(data["models"], f"{p}: models"))
-    for key, kinds in (("seed", (int,)), ("step", (int,)), ("step_delay_ms", (int, float))):
+    for key in ("seed", "step", "step_delay_ms", "mcp_timeout_s", "max_body_bytes"):
         if key in data:
-            v = data[key]
-            if isinstance(v, bool) or not isinstance(v, kinds) or v < 0:
-                raise TranscriptError(f"{p}: {key} must be a non-negative number")
-            setattr(cfg, key, v)
-    if "mcp_timeout_s" in data:
-        cfg.mcp_timeout_s = float(data["mcp_timeout_s"])
+            try:
+                setattr(cfg, key, data[key])
+            except ServeConfigError as e:
+                raise ServeConfigError(f"{p}: {e}") from None
+    if "mcp_allowed_hosts" in data:
+        try:
+            cfg.mcp_allowed_hosts = data["mcp_allowed_hosts"]
+        except ServeConfigError as e:
+            raise ServeConfigError(f"{p}: {e}") from None
     if "vocab" in data:
-        cfg.vocab_path = str(p.parent / str(data["vocab"]))
-    if cfg.step < 1:
-        raise TranscriptError(f"{p}: step must be >= 1")
+        if not isinstance(data["vocab"], str):
+            raise TranscriptError(f"{p}: vocab must be a path")
+        cfg.vocab_path = str(p.parent / data["vocab"])
     return cfg
 
 

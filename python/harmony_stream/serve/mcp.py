@@ -4,11 +4,20 @@ One `McpServers` per request: it opens a session to a tool's ``server_url``
 (streamable HTTP, the `mcp` SDK) the first time the request needs it, and
 closes every session when the request ends. Everything runs in the task that
 entered it, so a cancelled request (a client that went away) unwinds cleanly.
+
+The URLs come from requests, so a server may be anything: an error names the
+URL and the kind of failure (``HTTP 500``, ``connection refused``, ``not an MCP
+server``), never text from the server's body, unless the server completed the
+MCP handshake (then its JSON-RPC error messages are its own words, like its
+tool results). What a server sends is checked before it reaches an event: a
+tool list holding a non-finite number or a lone surrogate is that server's
+error. Each server gets at most `MAX_CONNECTIONS_PER_SERVER` connections.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -21,9 +30,22 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import PaginatedRequestParams
+from mcp.shared.exceptions import MCPError
+from mcp.types import PARSE_ERROR, PaginatedRequestParams
 
-__all__ = ["McpConnectionError", "McpResult", "McpServers", "result_text"]
+from .request import find_json_problem, has_lone_surrogate
+
+__all__ = [
+    "MAX_CONNECTIONS_PER_SERVER",
+    "McpConnectionError",
+    "McpResult",
+    "McpServerError",
+    "McpServers",
+    "result_text",
+]
+
+# HTTP connections open at once to one MCP server (the SDK's event stream and its POSTs).
+MAX_CONNECTIONS_PER_SERVER = 4
 
 
 @dataclass(frozen=True)
@@ -35,14 +57,18 @@ class McpResult:
 
 
 def result_text(content: list[Any]) -> str:
-    """The text of a tool result: text parts joined by newlines, other parts as JSON."""
+    """The text of a tool result: text parts joined by newlines, other parts as JSON.
+
+    Raises `ValueError` for a part JSON cannot hold (a non-finite number).
+    """
     parts: list[str] = []
     for c in content:
         text = getattr(c, "text", None)
         if getattr(c, "type", None) == "text" and isinstance(text, str):
             parts.append(text)
         else:
-            parts.append(json.dumps(c.model_dump(mode="json", exclude_none=True)))
+            dumped = c.model_dump(mode="json", exclude_none=True)
+            parts.append(json.dumps(dumped, allow_nan=False))
     return "\n".join(parts)
 
 
@@ -81,7 +107,7 @@ class _FailFast(httpx2.AsyncHTTPTransport):
     """
 
     def __init__(self, on_error: Callable[[Exception], None]) -> None:
-        super().__init__()
+        super().__init__(limits=httpx2.Limits(max_connections=MAX_CONNECTIONS_PER_SERVER))
         self.on_error = on_error
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -104,15 +130,61 @@ class _Job:
 
 
 class McpConnectionError(Exception):
-    """The MCP server could not be reached, or its session broke."""
+    """The MCP server could not be reached, or its session broke (our own words)."""
 
 
-def _describe(e: BaseException) -> str:
-    """The innermost causes of an error (task groups wrap them in exception groups)."""
+class McpServerError(Exception):
+    """An MCP operation failed; the message names the server's URL and what went wrong."""
+
+
+@dataclass
+class _Server:
+    """What is known of one server: its URL, whether the handshake passed, its last answer."""
+
+    url: str
+    initialized: bool = False
+    status: int | None = None
+    content_type: str = ""
+
+    def answer(self) -> str:
+        if self.status is None:
+            return "no HTTP answer"
+        return f"HTTP {self.status}" + (f", {self.content_type}" if self.content_type else "")
+
+
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9.+-]{1,40}/[A-Za-z0-9.+-]{1,40}")
+
+
+def _kind(e: BaseException, server: _Server) -> str:
+    """What went wrong, in words that hold nothing the server sent (but its status).
+
+    Exception groups (task groups wrap errors in them) give their innermost causes.
+    """
     inner = getattr(e, "exceptions", None)  # an exception group (Python 3.10: a backport)
     if isinstance(inner, tuple) and inner:
-        return "; ".join(_describe(x) for x in inner)
-    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        return "; ".join(dict.fromkeys(_kind(x, server) for x in inner))
+    if isinstance(e, McpConnectionError):
+        return str(e)
+    if isinstance(e, TimeoutError | httpx2.TimeoutException):
+        return "no answer in time"
+    if isinstance(e, httpx2.HTTPStatusError):
+        return f"HTTP {e.response.status_code}"
+    if isinstance(e, httpx2.ConnectError):
+        return f"could not connect ({e})" if str(e) else "could not connect"
+    if isinstance(e, httpx2.RemoteProtocolError):
+        return "the server broke the HTTP protocol"
+    if isinstance(e, httpx2.TransportError):
+        return f"the connection failed ({type(e).__name__})"
+    if isinstance(e, MCPError) and server.initialized and e.code != PARSE_ERROR:
+        status = f" (HTTP {server.status})" if server.status and server.status >= 400 else ""
+        return f"JSON-RPC error {e.code}: {e.message}{status}"
+    if server.status is not None and server.status >= 400:
+        return f"HTTP {server.status}"
+    if isinstance(e, MCPError) and server.initialized:
+        return f"an answer that is not valid JSON-RPC ({server.answer()})"
+    if isinstance(e, MCPError) or type(e).__name__ == "ValidationError":
+        return f"not an MCP server ({server.answer()})"
+    return type(e).__name__
 
 
 class McpServers:
@@ -130,6 +202,7 @@ class McpServers:
             if t["type"] == "mcp" and isinstance(t.get("server_url"), str)
         }
         self.timeout_s = timeout_s
+        self._servers = {label: _Server(t["server_url"]) for label, t in self.tools.items()}
         self._tg: TaskGroup | None = None
         self._inboxes: dict[str, MemoryObjectSendStream[_Job]] = {}
         self._broken: dict[str, str] = {}
@@ -154,14 +227,27 @@ class McpServers:
     def has_server(self, label: str) -> bool:
         return label in self.tools
 
+    def url(self, label: str) -> str:
+        return self._servers[label].url
+
+    def failure(self, label: str, e: BaseException) -> str:
+        """An error of this server's, in words that never quote what it sent."""
+        return _kind(e, self._servers[label])
+
     async def _serve(self, label: str, inbox: MemoryObjectReceiveStream[_Job]) -> None:
         """The session task: connect, then run jobs until the inbox closes."""
         job: _Job | None = None
         scope = anyio.CancelScope()
+        server = self._servers[label]
 
         def broken(e: Exception) -> None:
-            self._broken.setdefault(label, _describe(e))
+            self._broken.setdefault(label, _kind(e, server))
             scope.cancel()
+
+        async def on_response(response: httpx2.Response) -> None:
+            server.status = response.status_code
+            media = response.headers.get("content-type", "").split(";")[0].strip()
+            server.content_type = media if _MEDIA_TYPE.fullmatch(media) else ""
 
         async def on_message(message: Any) -> None:
             # The transport reports some failures (HTTP errors) here, while the request
@@ -171,10 +257,11 @@ class McpServers:
             await anyio.lowlevel.checkpoint()
 
         try:
-            url = self.tools[label]["server_url"]
+            url = server.url
             http = httpx2.AsyncClient(
                 transport=_FailFast(broken),
                 timeout=httpx2.Timeout(self.timeout_s, read=MCP_SSE_READ_TIMEOUT_S),
+                event_hooks={"response": [on_response]},
             )
             with scope:
                 async with (
@@ -184,6 +271,7 @@ class McpServers:
                 ):
                     with anyio.fail_after(self.timeout_s):
                         await session.initialize()
+                    server.initialized = True
                     async for job in inbox:
                         try:
                             with anyio.fail_after(self.timeout_s):
@@ -194,8 +282,10 @@ class McpServers:
                             job.error = e
                         job.done.set()
                         job = None
+        except TimeoutError:
+            self._broken.setdefault(label, f"no answer in {self.timeout_s:g} s")
         except Exception as e:  # the transport failed: this session is over
-            self._broken.setdefault(label, _describe(e))
+            self._broken.setdefault(label, _kind(e, server))
         finally:
             # Answer the job in hand and those still queued, then refuse new ones.
             error = McpConnectionError(self._broken.get(label, "session closed"))
@@ -232,7 +322,12 @@ class McpServers:
         return job.result
 
     async def list_tools(self, label: str) -> list[dict[str, Any]]:
-        """The server's tools (filtered by the tool's ``allowed_tools``); raises on failure."""
+        """The server's tools (filtered by the tool's ``allowed_tools``).
+
+        Raises `McpServerError` (naming the URL and the failure) when the server
+        cannot be used, or when its list holds what strict JSON cannot (a
+        non-finite number, a lone surrogate, nesting too deep).
+        """
 
         async def run(session: ClientSession) -> list[Any]:
             tools: list[Any] = []
@@ -247,8 +342,22 @@ class McpServers:
             return tools
 
         allowed = _allowed(self.tools[label])
-        tools = await self._do(label, run)
-        return [_tool_entry(t) for t in tools if allowed is None or t.name in allowed]
+        try:
+            tools = await self._do(label, run)
+        except Exception as e:
+            raise McpServerError(f"{self.url(label)}: {self.failure(label, e)}") from None
+        entries = [_tool_entry(t) for t in tools if allowed is None or t.name in allowed]
+        problem = find_json_problem(entries, prefix="tools")
+        if problem is not None:
+            what = {
+                "non_finite": "a non-finite number",
+                "too_deep": "JSON nested too deep",
+                "long_integer": "an integer too long",
+            }.get(problem.kind, "a lone surrogate (not text)")
+            raise McpServerError(
+                f"{self.url(label)}: the tool list holds {what}, at {problem.path}"
+            )
+        return entries
 
     async def call(self, label: str, name: str, arguments: str) -> McpResult:
         """Calls tool `name` with the JSON `arguments`; every failure becomes `error`."""
@@ -266,9 +375,15 @@ class McpServers:
         async def run(session: ClientSession) -> Any:
             return await session.call_tool(name, args)
 
+        where = f"MCP server {label!r} at {self.url(label)}"
         try:
             result = await self._do(label, run)
         except Exception as e:  # unreachable server, broken session, protocol error
-            return McpResult(error=f"MCP server {label!r}: {_describe(e)}")
-        text = result_text(list(result.content))
+            return McpResult(error=f"{where}: {self.failure(label, e)}")
+        try:
+            text = result_text(list(result.content))
+        except ValueError:
+            return McpResult(error=f"{where}: the result of {name} holds a non-finite number")
+        if has_lone_surrogate(text):
+            return McpResult(error=f"{where}: the result of {name} holds a lone surrogate")
         return McpResult(error=text) if result.is_error else McpResult(output=text)
