@@ -383,6 +383,10 @@ impl ResponseStream {
     }
 
     /// One entry per token, numbers that are log probabilities, known alternative ids.
+    ///
+    /// A log probability is a number <= 0 (`-inf` included: probability 0); NaN,
+    /// a positive number and `+inf` are refused, for the sampled token and for
+    /// every alternative.
     fn validate_logprobs(&self, tokens: &[u32], lps: &[TokenLogprob]) -> Result<()> {
         if lps.len() != tokens.len() {
             return Err(Error::InvalidRequest(format!(
@@ -391,18 +395,27 @@ impl ResponseStream {
                 tokens.len()
             )));
         }
-        let bad_number = |i: usize, v: f64| {
+        let bad_number = |where_: String, v: f64| {
+            let mut shown = String::new();
+            if !crate::json::push_finite_f64(&mut shown, v) {
+                shown = if v.is_nan() { "NaN" } else { "+inf" }.to_string();
+            }
             Error::InvalidRequest(format!(
-                "logprobs[{i}] holds {v}: a log probability is a number <= 0 or -inf"
+                "{where_} is {shown}: a log probability is a number <= 0 or -inf"
             ))
         };
+        // `!(v <= 0.0)` is true for NaN too.
+        let is_logprob = |v: f64| v <= 0.0;
         for (i, lp) in lps.iter().enumerate() {
-            if lp.logprob.is_nan() || lp.logprob == f64::INFINITY {
-                return Err(bad_number(i, lp.logprob));
+            if !is_logprob(lp.logprob) {
+                return Err(bad_number(format!("logprobs[{i}]"), lp.logprob));
             }
-            for &(id, v) in &lp.top {
-                if v.is_nan() || v == f64::INFINITY {
-                    return Err(bad_number(i, v));
+            for (j, &(id, v)) in lp.top.iter().enumerate() {
+                if !is_logprob(v) {
+                    return Err(bad_number(
+                        format!("logprobs[{i}] alternative {j} (token {id})"),
+                        v,
+                    ));
                 }
                 if !self.vocab.contains(id) {
                     return Err(Error::InvalidRequest(format!(
