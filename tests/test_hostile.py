@@ -141,7 +141,9 @@ WRONG_TOKENS: list[tuple[Any, type[BaseException]]] = [
     ({"a": 1}, TypeError),
     ([1, "2"], TypeError),
     (object(), TypeError),
-    ([BadIndex()], TypeError),
+    # An exception raised by the object itself propagates unchanged (issue 13); only
+    # "this is not an int" becomes TypeError.
+    ([BadIndex()], ValueError),
     (_raising_iter, KeyError),
 ]
 
@@ -206,11 +208,16 @@ def test_wrong_argument_types_elsewhere(vocab: Vocab) -> None:
         ({"tools": [5]}, InvalidRequestError),
         ({"tools": [{}]}, InvalidRequestError),
         ({"tools": 5}, TypeError),
+        ({"tools": {"type": "mcp", "server_label": "github"}}, TypeError),
         ({"mcp_tool_lists": {"nope": []}}, InvalidRequestError),
         ({"tools": GITHUB, "mcp_tool_lists": {"github": object()}}, TypeError),
-        ({"max_output_tokens": -1}, OverflowError),
-        ({"input_tokens": -1}, OverflowError),
-        ({"id_seed": 2**64}, OverflowError),
+        ({"tools": GITHUB, "mcp_tool_lists": {"github": 5}}, InvalidRequestError),
+        ({"tools": GITHUB, "mcp_tool_lists": [("github", [])]}, TypeError),
+        # Out of range: a ValueError naming the argument (issue 13), not OverflowError.
+        ({"max_output_tokens": -1}, InvalidRequestError),
+        ({"input_tokens": -1}, InvalidRequestError),
+        ({"id_seed": 2**64}, InvalidRequestError),
+        ({"created_at": 2**64}, InvalidRequestError),
         ({"created_at": "now"}, TypeError),
         ({"model": None}, TypeError),
         ({"response_id": 5}, TypeError),
@@ -218,8 +225,17 @@ def test_wrong_argument_types_elsewhere(vocab: Vocab) -> None:
     ],
 )
 def test_bad_constructor_arguments(vocab: Vocab, kwargs: dict[str, Any], exc: type) -> None:
-    with pytest.raises(exc):
+    with pytest.raises(exc) as info:
         ResponseStream(vocab, **kwargs)
+    assert not isinstance(info.value, OverflowError)
+    if exc is InvalidRequestError and set(kwargs) <= {
+        "max_output_tokens",
+        "input_tokens",
+        "id_seed",
+        "created_at",
+    }:
+        (name,) = kwargs
+        assert str(info.value).startswith(f"{name} must be between ")
 
 
 @pytest.mark.parametrize("bad", [None, "o200k", object(), 5])

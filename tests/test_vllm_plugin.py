@@ -213,3 +213,45 @@ def test_switch_on_outside_the_api_server_waits_for_a_serving_import(
     assert sys.meta_path[0] is hooks[0]
     assert not vllm_plugin.is_active()
     assert hooks[0].find_spec("json", None) is None  # other imports pass through
+
+
+# ---------------------------------------------------------------------------
+# A request whose tools carry NaN (vLLM reads request bodies with json.loads,
+# which takes NaN): the plugin's engine still serves it, and writes the NaN as
+# null, as vLLM's own pydantic serialization of the same tools does.
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"not JSON: {name}")
+
+
+def test_tools_with_nan_are_served_by_the_engine_as_null(
+    vocab: Vocab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import math
+
+    from openai.types.responses import FunctionTool
+
+    monkeypatch.setattr(vllm_plugin, "_vocab", vocab)  # no vLLM encoding needed
+    schema: dict[str, object] = {
+        "type": "object",
+        "properties": {"x": {"type": "number", "default": math.nan}},
+        "examples": [math.inf, -math.inf, 1.5, {"y": [math.nan]}],
+    }
+    tool = FunctionTool(type="function", name="f", parameters=schema)
+    request = types.SimpleNamespace(
+        tools=[tool], model="gpt-oss", request_id="resp_nan", max_output_tokens=None
+    )
+    engine = vllm_plugin._attach_engine(types.SimpleNamespace(), request, "gpt-oss")
+    assert engine is not None, "the request fell back to vLLM's own event path"
+    final_answer = [200005, 17196, 200008, 290, 200002]  # <|channel|>final<|message|> the<|return|>
+    engine.feed(final_answer)
+    events = engine.drain() + engine.finish("stop")
+    texts = [e.model_dump_json() for e in events] + [engine.stream.response_json()]
+    docs = [json.loads(t, parse_constant=_no_constant) for t in texts]
+    assert any(d.get("type") == "response.output_text.done" for d in docs)
+    # The oracle: the tool as vLLM's pydantic models serialize it in response.created.
+    expected = json.loads(tool.model_dump_json(exclude_none=True))
+    assert docs[-1]["tools"] == [expected]
+    assert expected["parameters"]["properties"]["x"]["default"] is None

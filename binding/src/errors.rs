@@ -90,8 +90,8 @@ pub fn with_message(py: Python<'_>, err: PyErr, message: String) -> PyErr {
 #[cold]
 pub fn huge_token(py: Python<'_>, index: usize, token: &Bound<'_, PyAny>, n_regular: u32) -> PyErr {
     let message = format!(
-        "token id {token} at index {index} is not in the o200k_harmony vocabulary \
-         (valid ids are 0..{n_regular} and 199998..=201088)"
+        "token id {token} at index {index} is not in the o200k_harmony vocabulary ({})",
+        harmony_stream_core::error::valid_ids(n_regular)
     );
     build(
         py,
@@ -102,6 +102,12 @@ pub fn huge_token(py: Python<'_>, index: usize, token: &Bound<'_, PyAny>, n_regu
             ("token", token.clone().unbind()),
         ],
     )
+}
+
+/// `StreamInUseError`: a call on a stream or parser while another call runs on it.
+#[cold]
+pub fn in_use(py: Python<'_>, message: String) -> PyErr {
+    build(py, "StreamInUseError", message, &[])
 }
 
 /// `Result` conversion for `?` in `#[pymethods]`.

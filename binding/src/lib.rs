@@ -4,15 +4,16 @@
 //! out. Errors are converted in `errors.rs`.
 
 mod errors;
+mod pyjson;
 mod stream;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use harmony_stream_core as core;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyList};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString};
 
 use errors::IntoPyResult;
 
@@ -182,8 +183,23 @@ fn invalid(index: usize, token: i64, vocab: &core::Vocab) -> core::Error {
     }
 }
 
-/// A Python int → token id; bool and non-int raise `TypeError`, out-of-range ids
-/// raise `InvalidTokenError`.
+/// Whether a failed conversion of `v` means "`v` is not a value of that kind"
+/// (a `TypeError` from a type without any of the conversion `hooks`, or an
+/// `OverflowError`: too large), which callers rewrite as their own error. Anything
+/// else was raised by the object itself (its `__index__`, `__float__`,
+/// `__iter__`...) and must propagate unchanged: `KeyboardInterrupt`,
+/// `MemoryError`, the caller's own exceptions.
+pub(crate) fn not_a_value(py: Python<'_>, e: &PyErr, v: &Bound<'_, PyAny>, hooks: &[&str]) -> bool {
+    e.is_instance_of::<PyOverflowError>(py)
+        || (e.is_instance_of::<PyTypeError>(py)
+            && !hooks
+                .iter()
+                .any(|h| v.get_type().hasattr(*h).unwrap_or(false)))
+}
+
+/// A Python int (or any object with `__index__`) → token id; bool and non-int
+/// raise `TypeError`, undefined ids (however large) `InvalidTokenError`; an
+/// exception raised by the object's own `__index__` propagates unchanged.
 fn extract_token(
     py: Python<'_>,
     obj: &Bound<'_, PyAny>,
@@ -207,16 +223,16 @@ fn extract_token(
     };
     match obj.extract::<i64>() {
         Ok(v) => u32::try_from(v).map_err(|_| bad(v)),
-        Err(_) if obj.is_instance_of::<pyo3::types::PyInt>() => {
-            Err(errors::huge_token(py, index, obj, n_regular))
+        Err(e) if e.is_instance_of::<PyOverflowError>(py) => {
+            // Too large for 64 bits: the id as Python sees it, for the message.
+            let id = py.import("operator")?.call_method1("index", (obj,))?;
+            Err(errors::huge_token(py, index, &id, n_regular))
         }
-        Err(_) => Err(PyTypeError::new_err(format!(
+        Err(e) if not_a_value(py, &e, obj, &["__index__"]) => Err(PyTypeError::new_err(format!(
             "token ids must be int, got {} at index {index}",
-            obj.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
+            pyjson::type_name(obj)
         ))),
+        Err(e) => Err(e),
     }
 }
 
@@ -245,7 +261,12 @@ fn extract_tokens(
     {
         return Ok(vec![extract_token(py, obj, base, n_regular)?]);
     }
-    let mut out = Vec::with_capacity(obj.len().unwrap_or(0));
+    let hint = match obj.len() {
+        Ok(n) => n,
+        Err(e) if e.is_instance_of::<PyTypeError>(py) => 0, // no len(): a generator
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::with_capacity(hint);
     for (i, item) in obj.try_iter()?.enumerate() {
         out.push(extract_token(py, &item?, base + i, n_regular)?);
     }
@@ -364,15 +385,32 @@ impl Recovery {
     }
 }
 
-/// Streaming Harmony parser.
-#[pyclass(module = "harmony_stream._native", name = "HarmonyParser")]
-struct HarmonyParser {
+/// A parser's state, behind the lock of [`HarmonyParser`].
+struct ParserState {
     inner: core::Parser,
     converted: Vec<Py<Message>>,
     poisoned: bool,
 }
 
+/// Streaming Harmony parser.
+///
+/// Frozen with a lock inside: a call that finds another call running on the
+/// parser raises `StreamInUseError` at once, never waits.
+#[pyclass(frozen, module = "harmony_stream._native", name = "HarmonyParser")]
+struct HarmonyParser {
+    state: Mutex<ParserState>,
+}
+
+const PARSER_IN_USE: &str =
+    "this HarmonyParser is in use by another thread: a parser accepts one call at a time";
+
 impl HarmonyParser {
+    fn lock(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, ParserState>> {
+        stream::try_lock(&self.state).ok_or_else(|| errors::in_use(py, PARSER_IN_USE.to_string()))
+    }
+}
+
+impl ParserState {
     fn guarded<T>(
         &mut self,
         py: Python<'_>,
@@ -400,110 +438,129 @@ impl HarmonyParser {
     fn new(vocab: &Vocab, role: Option<&str>, strict: bool) -> PyResult<Self> {
         let role = parse_role(role)?;
         Ok(Self {
-            inner: core::Parser::new(Arc::clone(&vocab.inner), role, strict),
-            converted: Vec::new(),
-            poisoned: false,
+            state: Mutex::new(ParserState {
+                inner: core::Parser::new(Arc::clone(&vocab.inner), role, strict),
+                converted: Vec::new(),
+                poisoned: false,
+            }),
         })
     }
 
     /// Consumes one token; returns the content text it added, if any.
-    fn process(&mut self, py: Python<'_>, token: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
-        let n = self.inner.tokens_processed();
-        let id = extract_token(py, token, n, self.inner.vocab().n_regular())?;
-        self.guarded(py, |p| p.process(id))?;
-        Ok(self.inner.last_content_delta().map(str::to_string))
+    fn process(&self, py: Python<'_>, token: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+        let mut st = self.lock(py)?;
+        let n = st.inner.tokens_processed();
+        let id = extract_token(py, token, n, st.inner.vocab().n_regular())?;
+        st.guarded(py, |p| p.process(id))?;
+        Ok(st.inner.last_content_delta().map(str::to_string))
     }
 
     /// Consumes tokens; returns each token's content delta (`None` where it added none).
     fn process_many(
-        &mut self,
+        &self,
         py: Python<'_>,
         tokens: &Bound<'_, PyAny>,
     ) -> PyResult<Vec<Option<String>>> {
-        let n = self.inner.tokens_processed();
-        let ids = extract_tokens(py, tokens, n, self.inner.vocab().n_regular())?;
-        self.inner.validate(&ids).py_err(py)?;
+        let mut st = self.lock(py)?;
+        let n = st.inner.tokens_processed();
+        let ids = extract_tokens(py, tokens, n, st.inner.vocab().n_regular())?;
+        st.inner.validate(&ids).py_err(py)?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            self.guarded(py, |p| p.process(id))?;
-            out.push(self.inner.last_content_delta().map(str::to_string));
+            st.guarded(py, |p| p.process(id))?;
+            out.push(st.inner.last_content_delta().map(str::to_string));
         }
         Ok(out)
     }
 
     /// End of stream: closes the open message.
-    fn process_eos(&mut self, py: Python<'_>) -> PyResult<()> {
-        self.guarded(py, |p| p.process_eos())?;
+    fn process_eos(&self, py: Python<'_>) -> PyResult<()> {
+        self.lock(py)?.guarded(py, |p| p.process_eos())?;
         Ok(())
     }
 
     /// `StreamState.EXPECT_START`, `HEADER` or `CONTENT`.
     #[getter]
     fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.lock(py)?.inner.state().as_str();
         py.import("harmony_stream._types")?
             .getattr("StreamState")?
-            .call1((self.inner.state().as_str(),))
+            .call1((state,))
     }
 
     #[getter]
-    fn current_role(&self) -> Option<&'static str> {
-        self.inner.current_role().map(core::Role::as_str)
+    fn current_role(&self, py: Python<'_>) -> PyResult<Option<&'static str>> {
+        Ok(self.lock(py)?.inner.current_role().map(core::Role::as_str))
     }
 
     #[getter]
-    fn current_channel(&self) -> Option<&str> {
-        self.inner
+    fn current_channel(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        Ok(self
+            .lock(py)?
+            .inner
             .current_header()
-            .and_then(|h| h.channel.as_deref())
+            .and_then(|h| h.channel.clone()))
     }
 
     #[getter]
-    fn current_recipient(&self) -> Option<&str> {
-        self.inner
+    fn current_recipient(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        Ok(self
+            .lock(py)?
+            .inner
             .current_header()
-            .and_then(|h| h.recipient.as_deref())
+            .and_then(|h| h.recipient.clone()))
     }
 
     #[getter]
-    fn current_content_type(&self) -> Option<&str> {
-        self.inner
+    fn current_content_type(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        Ok(self
+            .lock(py)?
+            .inner
             .current_header()
-            .and_then(|h| h.content_type.as_deref())
+            .and_then(|h| h.content_type.clone()))
     }
 
     #[getter]
-    fn current_content(&self) -> &str {
-        self.inner.current_content()
+    fn current_content<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        Ok(PyString::new(py, self.lock(py)?.inner.current_content()))
     }
 
     #[getter]
-    fn last_content_delta(&self) -> Option<&str> {
-        self.inner.last_content_delta()
+    fn last_content_delta<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
+        Ok(self
+            .lock(py)?
+            .inner
+            .last_content_delta()
+            .map(|d| PyString::new(py, d)))
     }
 
     /// Completed messages (objects are created once and reused).
     #[getter]
-    fn messages(&mut self, py: Python<'_>) -> PyResult<Vec<Py<Message>>> {
-        let all = self.inner.messages();
+    fn messages(&self, py: Python<'_>) -> PyResult<Vec<Py<Message>>> {
+        let mut guard = self.lock(py)?;
+        let st = &mut *guard;
+        let all = st.inner.messages();
         // A stray `<|call|>`/`<|return|>` may change the last message's end token.
         if let (Some(last_py), Some(last)) = (
-            self.converted.last(),
-            all.get(self.converted.len().wrapping_sub(1)),
+            st.converted.last(),
+            all.get(st.converted.len().wrapping_sub(1)),
         ) {
             if last_py.get().end != last.end.as_str() {
-                self.converted.pop();
+                st.converted.pop();
             }
         }
-        for m in &all[self.converted.len()..] {
-            self.converted.push(Py::new(py, Message::from(m))?);
+        for m in &all[st.converted.len()..] {
+            st.converted.push(Py::new(py, Message::from(m))?);
         }
-        Ok(self.converted.iter().map(|m| m.clone_ref(py)).collect())
+        Ok(st.converted.iter().map(|m| m.clone_ref(py)).collect())
     }
 
     /// Quirks recovered from so far.
     #[getter]
-    fn recoveries(&self) -> Vec<Recovery> {
-        self.inner
+    fn recoveries(&self, py: Python<'_>) -> PyResult<Vec<Recovery>> {
+        Ok(self
+            .lock(py)?
+            .inner
             .recoveries()
             .iter()
             .map(|r| Recovery {
@@ -511,23 +568,23 @@ impl HarmonyParser {
                 kind: r.kind.as_str(),
                 detail: r.detail.clone(),
             })
-            .collect()
+            .collect())
     }
 
     #[getter]
-    fn tokens_processed(&self) -> usize {
-        self.inner.tokens_processed()
+    fn tokens_processed(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.lock(py)?.inner.tokens_processed())
     }
 
     /// `len(messages)` without building the list (for per-token polling).
     #[getter]
-    fn message_count(&self) -> usize {
-        self.inner.messages().len()
+    fn message_count(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.lock(py)?.inner.messages().len())
     }
 
     #[getter]
-    fn strict(&self) -> bool {
-        self.inner.is_strict()
+    fn strict(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.lock(py)?.inner.is_strict())
     }
 }
 

@@ -157,14 +157,17 @@ class ResponseStream:
         tools: Iterable[Mapping[str, Any]] | None = None,
         model: str = "gpt-oss-120b",
         response_id: str | None = None,
-        max_output_tokens: int | None = None,
+        max_output_tokens: SupportsIndex | None = None,
         logprobs: bool = False,
-        input_tokens: int = 0,
-        cached_tokens: int = 0,
-        created_at: int | None = None,
+        input_tokens: SupportsIndex = 0,
+        cached_tokens: SupportsIndex = 0,
+        created_at: SupportsIndex | None = None,
         mcp_tool_lists: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
-        id_seed: int | None = None,
-    ) -> ResponseStream: ...
+        id_seed: SupportsIndex | None = None,
+    ) -> ResponseStream:
+        """Checks the request: ``InvalidRequestError`` (a ``ValueError``) names the
+        path of a bad value (NaN in a tool's parameters, a count out of range, an
+        MCP tool list of the wrong shape), ``TypeError`` an argument of the wrong type."""
     def start(self) -> list[ResponseEvent]:
         """``response.created``, ``response.in_progress``, ``mcp_list_tools`` items."""
     def feed(
@@ -180,7 +183,11 @@ class ResponseStream:
     def finish(
         self, reason: FinishReason = "stop", message: str | None = None
     ) -> list[ResponseEvent]:
-        """Ends the response with its terminal event."""
+        """Ends the response with its terminal event.
+
+        After an ``InternalError``, ``finish("error")`` (or ``"abort"``) still ends it,
+        once, with ``response.failed``: numbered after the last event handed out, the
+        items whose ``output_item.done`` was handed out."""
     def start_sse(self) -> bytes: ...
     def feed_sse(
         self,
@@ -198,7 +205,8 @@ class ResponseStream:
     def finished(self) -> bool: ...
     @property
     def awaiting_tool_output(self) -> bool: ...
-    def _panic_for_tests(self) -> None: ...
+    def _panic_for_tests(self, token_ids: Iterable[SupportsIndex] | None = None) -> None:
+        """Test hook: a Rust panic (after feeding ``token_ids``, whose events are lost)."""
 
 def feed_batch(
     streams: Sequence[ResponseStream], steps: Sequence[Iterable[SupportsIndex]]

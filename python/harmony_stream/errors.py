@@ -14,6 +14,7 @@ __all__ = [
     "InvalidRequestError",
     "InvalidTokenError",
     "ResponseStateError",
+    "StreamInUseError",
     "VocabError",
     "VocabFormatError",
     "VocabHashError",
@@ -63,9 +64,22 @@ class ResponseStateError(HarmonyStreamError, RuntimeError):
     was emitted and the stream is unchanged."""
 
 
+class StreamInUseError(ResponseStateError):
+    """A call on a ``ResponseStream`` or ``HarmonyParser`` while another call is
+    running on it (from another thread, or from a callback inside that call). A
+    stream accepts one call at a time: this one is refused at once, never waits;
+    nothing was emitted and the object is unchanged."""
+
+
 class InvalidRequestError(HarmonyStreamError, ValueError):
-    """A request setting the engine cannot use: an unknown tool type, a tool
-    missing a required field, logprobs that do not line up with the tokens."""
+    """A request setting the engine cannot use, named by its path: an unknown tool
+    type, a tool or MCP tool list of the wrong shape or missing a required field,
+    NaN or Infinity in request data (JSON has neither), a count out of range,
+    logprobs that do not line up with the tokens or are not log probabilities.
+
+    Python values of the wrong type raise ``TypeError`` instead: ``tools`` that is
+    not a list, an object JSON cannot hold (as ``json.dumps`` does), an argument
+    that is not an int."""
 
 
 class InternalError(HarmonyStreamError, RuntimeError):

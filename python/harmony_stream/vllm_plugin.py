@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import importlib.abc
 import logging
+import math
 import os
 import sys
 import threading
@@ -365,12 +366,34 @@ class _Engine:
 
 
 def _engine_tools(request: Any) -> list[dict[str, Any]]:
+    """The request's tools the engine takes, with NaN and ±Infinity as null.
+
+    vLLM reads request JSON with ``json.loads``, which takes ``NaN``; JSON has no
+    such number and the engine refuses it. vLLM's own pydantic serialization writes
+    it as ``null``, so the engine gets the same (rather than vLLM's event path).
+    """
     tools: list[dict[str, Any]] = []
     for tool in getattr(request, "tools", None) or ():
         d = tool.model_dump(exclude_none=True) if hasattr(tool, "model_dump") else dict(tool)
         if d.get("type") in _ENGINE_TOOL_TYPES:
-            tools.append(d)
+            tools.append(_finite_or_null(d))
     return tools
+
+
+def _finite_or_null(value: Any) -> Any:
+    """`value` with every NaN or ±Infinity float replaced by None. Deeper than the
+    engine takes (it refuses it then) is left as it is: no unbounded recursion."""
+
+    def fix(v: Any, depth: int) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if depth < 256 and isinstance(v, dict):
+            return {k: fix(x, depth + 1) for k, x in v.items()}
+        if depth < 256 and isinstance(v, (list, tuple)):
+            return [fix(x, depth + 1) for x in v]
+        return v
+
+    return fix(value, 0)
 
 
 def _attach_engine(context: Any, request: Any, model_name: str | None) -> _Engine | None:

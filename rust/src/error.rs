@@ -54,7 +54,8 @@ pub enum Error {
     /// A token id that the vocabulary does not define.
     #[error(
         "token id {token} at index {index} is not in the o200k_harmony vocabulary \
-         (valid ids are 0..{n_regular} and 199998..=201088)"
+         ({})",
+        valid_ids(*.n_regular)
     )]
     InvalidToken {
         /// Position of the token in the stream (0-based, counting accepted tokens).
@@ -129,6 +130,20 @@ pub enum Error {
         /// The operating system's message.
         reason: String,
     },
+}
+
+/// The ids a vocabulary with `n_regular` ordinary tokens defines, in words (for
+/// error messages): `valid ids are 0 to 199997 and 199998 to 201088`.
+pub fn valid_ids(n_regular: u32) -> String {
+    let special = format!(
+        "{} to {}",
+        crate::vocab::FIRST_SPECIAL,
+        crate::vocab::LAST_SPECIAL
+    );
+    match n_regular.checked_sub(1) {
+        Some(last) => format!("valid ids are 0 to {last} and {special}"),
+        None => format!("valid ids are {special}"),
+    }
 }
 
 /// Result alias of the core crate.

@@ -383,6 +383,10 @@ impl ResponseStream {
     }
 
     /// One entry per token, numbers that are log probabilities, known alternative ids.
+    ///
+    /// A log probability is a number <= 0 (`-inf` included: probability 0); NaN,
+    /// a positive number and `+inf` are refused, for the sampled token and for
+    /// every alternative.
     fn validate_logprobs(&self, tokens: &[u32], lps: &[TokenLogprob]) -> Result<()> {
         if lps.len() != tokens.len() {
             return Err(Error::InvalidRequest(format!(
@@ -391,18 +395,27 @@ impl ResponseStream {
                 tokens.len()
             )));
         }
-        let bad_number = |i: usize, v: f64| {
+        let bad_number = |where_: String, v: f64| {
+            let mut shown = String::new();
+            if !crate::json::push_finite_f64(&mut shown, v) {
+                shown = if v.is_nan() { "NaN" } else { "+inf" }.to_string();
+            }
             Error::InvalidRequest(format!(
-                "logprobs[{i}] holds {v}: a log probability is a number <= 0 or -inf"
+                "{where_} is {shown}: a log probability is a number <= 0 or -inf"
             ))
         };
+        // `!(v <= 0.0)` is true for NaN too.
+        let is_logprob = |v: f64| v <= 0.0;
         for (i, lp) in lps.iter().enumerate() {
-            if lp.logprob.is_nan() || lp.logprob == f64::INFINITY {
-                return Err(bad_number(i, lp.logprob));
+            if !is_logprob(lp.logprob) {
+                return Err(bad_number(format!("logprobs[{i}]"), lp.logprob));
             }
-            for &(id, v) in &lp.top {
-                if v.is_nan() || v == f64::INFINITY {
-                    return Err(bad_number(i, v));
+            for (j, &(id, v)) in lp.top.iter().enumerate() {
+                if !is_logprob(v) {
+                    return Err(bad_number(
+                        format!("logprobs[{i}] alternative {j} (token {id})"),
+                        v,
+                    ));
                 }
                 if !self.vocab.contains(id) {
                     return Err(Error::InvalidRequest(format!(
@@ -1036,6 +1049,57 @@ impl ResponseStream {
             }
         }
         s
+    }
+
+    /// Ends a response whose engine was interrupted by a panic (caught by the
+    /// caller, e.g. the Python binding): `response.failed` with `message`, the
+    /// terminal event a client still needs.
+    ///
+    /// A panic may have left any of the engine's state half-updated, and the events
+    /// of the call that panicked never reached the client. So this reads nothing
+    /// the interrupted call may have changed except what the caller vouches for:
+    /// `events_sent` events were handed out (numbered `0..events_sent`), and
+    /// `items_sent` of them were `output_item.done`, whose items are the first
+    /// `items_sent` of the done list (which only ever grows by appending). The
+    /// event is numbered `events_sent`; the response lists those items, with the
+    /// request's settings (never changed after [`Self::new`]) and the usage
+    /// counted so far. An item whose `output_item.added` was handed out without
+    /// its `done` is not in the output. With `events_sent == 0` the client got
+    /// nothing yet: `response.created` and `response.in_progress` come first.
+    /// Afterwards the stream is finished.
+    pub fn fail_after_panic<S: EventSink>(
+        &mut self,
+        events_sent: u64,
+        items_sent: usize,
+        message: &str,
+        out: &mut S,
+    ) {
+        self.output.truncate(items_sent);
+        self.open = None;
+        self.pending = None;
+        self.function_waiting = false;
+        self.seq = events_sent;
+        let envelope = |s: &Self| {
+            let resp = s.response_json();
+            let mut body = String::with_capacity(resp.len() + 12);
+            key(&mut body, "response");
+            body.push_str(&resp);
+            body
+        };
+        if events_sent == 0 {
+            self.output.clear();
+            self.phase = Phase::Streaming;
+            self.status = "in_progress";
+            self.error_message = None;
+            let body = envelope(self);
+            self.emit(out, "response.created", &body);
+            self.emit(out, "response.in_progress", body);
+        }
+        self.phase = Phase::Finished;
+        self.status = "failed";
+        self.error_message = Some(message.to_string());
+        let body = envelope(self);
+        self.emit(out, "response.failed", body);
     }
 }
 

@@ -1,5 +1,5 @@
-//! A small JSON writer for events: strings escaped once, numbers with `itoa`-like
-//! formatting from std, keys written as constants by the callers.
+//! A small JSON writer for events: strings escaped once, integers with `itoa`,
+//! floats in their shortest round-trip form, keys written as constants by the callers.
 
 /// Bytes that need escaping in a JSON string: controls, `"` and `\\`.
 const ESCAPE: [bool; 256] = {
@@ -64,22 +64,32 @@ pub fn push_u64(out: &mut String, v: u64) {
 /// The value written for a log probability of `-inf` (what vLLM writes too).
 pub const NEG_INF_LOGPROB: f64 = -9999.0;
 
-/// Appends a float as JSON: `-inf` becomes [`NEG_INF_LOGPROB`], NaN and `+inf`
-/// (which JSON lacks and callers reject first) become `null`.
-pub fn push_f64(out: &mut String, v: f64) {
+/// Appends a finite float in the shortest form that reads back as the same
+/// `f64` (`0.5`, `1.0`, `-0.0`, `1e+308`, `5e-324`), and returns `true`. NaN and
+/// the infinities, which JSON lacks, append nothing and return `false`.
+///
+/// The digits come from serde_json's float formatter (dtolnay's `zmij`, the
+/// successor of `ryu`): already a dependency, and its output is JSON by design.
+pub fn push_finite_f64(out: &mut String, v: f64) -> bool {
     use std::fmt::Write as _;
+    match serde_json::Number::from_f64(v) {
+        Some(n) => {
+            let _ = write!(out, "{n}");
+            true
+        }
+        None => false,
+    }
+}
+
+/// Appends a log probability as JSON: `-inf` becomes [`NEG_INF_LOGPROB`], NaN and
+/// `+inf` (which JSON lacks and callers reject first) become `null`.
+pub fn push_f64(out: &mut String, v: f64) {
     let v = if v == f64::NEG_INFINITY {
         NEG_INF_LOGPROB
     } else {
         v
     };
-    if v.is_finite() {
-        if v == v.trunc() && v.abs() < 1e15 {
-            let _ = write!(out, "{v:.1}");
-        } else {
-            let _ = write!(out, "{v}");
-        }
-    } else {
+    if !push_finite_f64(out, v) {
         out.push_str("null");
     }
 }
@@ -124,5 +134,68 @@ mod tests {
         out.push(',');
         push_u64(&mut out, 42);
         assert_eq!(out, "-0.5,3.0,null,-9999.0,42");
+    }
+
+    fn finite(v: f64) -> String {
+        let mut out = String::new();
+        assert!(push_finite_f64(&mut out, v));
+        out
+    }
+
+    #[test]
+    fn floats_are_short_and_read_back_the_same() {
+        // Not 309 digits for 1e308, nor 300 zeros for 1e-300.
+        for (v, text) in [
+            (1e308, "1e+308"),
+            (-1e308, "-1e+308"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (f64::MIN_POSITIVE, "2.2250738585072014e-308"),
+            (5e-324, "5e-324"),
+            (1e-300, "1e-300"),
+            (1.0, "1.0"),
+            (-0.0, "-0.0"),
+            (0.0, "0.0"),
+            (0.1, "0.1"),
+            (-1.5, "-1.5"),
+            (1e16, "1e+16"),
+            (123_456_789.0, "123456789.0"),
+        ] {
+            assert_eq!(finite(v), text, "{v:e}");
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..100_000 {
+            // xorshift over the bit patterns: every kind of finite double.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = f64::from_bits(x);
+            if !v.is_finite() {
+                continue;
+            }
+            let text = finite(v);
+            // Valid JSON (a number), and std's correctly rounded parser reads back
+            // the same bits (serde_json's default parser is not correctly rounded).
+            assert!(serde_json::from_str::<serde_json::Value>(&text)
+                .unwrap()
+                .is_number());
+            assert_eq!(
+                text.parse::<f64>().unwrap().to_bits(),
+                v.to_bits(),
+                "{text}"
+            );
+            assert!(text.len() <= 24, "{text}");
+        }
+    }
+
+    #[test]
+    fn non_finite_is_refused() {
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -f64::NAN] {
+            let mut out = String::from("x");
+            assert!(!push_finite_f64(&mut out, v));
+            assert_eq!(out, "x");
+        }
+        let mut out = String::new();
+        push_f64(&mut out, f64::INFINITY);
+        assert_eq!(out, "null");
     }
 }
