@@ -17,7 +17,7 @@ import pytest
 from _common import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from test_linear_time import CLASSES, _run
+from test_linear_time import CLASSES, _run  # type: ignore[import-not-found]  # tests/
 
 LENGTHS = (20_000, 400_000)
 _PER_TOKEN: dict[tuple[str, int], float] = {}

@@ -88,10 +88,13 @@ def test_cost_per_token_does_not_grow(vocab: Vocab, name: str) -> None:
 
 
 def test_recovery_details_are_bounded(vocab: Vocab) -> None:
-    # After one message, 100k alternations of <|start|> and text: every one is a
-    # recovery (a header restarted); all are counted, 100 are kept with their details.
+    # After one message, 100k alternations of <|start|> and text: each <|start|> but
+    # the first restarts a header (repeated_start) and drops its text
+    # (header_without_message), as does the end of the stream. All are counted;
+    # 100 are kept with their details.
     p = HarmonyParser(vocab, "assistant", strict=False)
     p.process_many([*FINAL_OPEN, THE, END] + [START, THE] * 100_000)
     p.process_eos()
     assert len(p.recoveries) == 100
+    assert p.recovery_counts == {"repeated_start": 99_999, "header_without_message": 100_000}
     assert [m.content for m in p.messages] == [" the"]

@@ -301,6 +301,7 @@ def test_a_surrogate_pair_is_text(serve: Serve) -> None:
 BIG = 10**5000  # more digits than Python converts by default (4300)
 INTEGER_CASES: list[tuple[str, str, str]] = [
     ("2^64", f'"max_output_tokens": {2**64}', "max_output_tokens"),
+    ("2^53", f'"max_output_tokens": {2**53}', "max_output_tokens"),
     ("2^63", f'"max_output_tokens": {2**63}', "max_output_tokens"),
     ("-2^64", f'"max_output_tokens": {-(2**64)}', "max_output_tokens"),
     ("5001 digits", f'"max_output_tokens": {"9" * 5001}', "max_output_tokens"),
@@ -326,10 +327,11 @@ def test_integers_out_of_range_are_a_400(case: str, field: str, param: str, serv
 
 @pytest.mark.usefixtures("quiet")
 def test_largest_max_output_tokens_is_accepted(serve: Serve) -> None:
-    """The rule: max_output_tokens is an integer from 1 to 2^63 - 1."""
-    answer = post(serve.port, {"model": MODEL, "input": "x", "max_output_tokens": 2**63 - 1})
+    """The rule: max_output_tokens is an integer from 1 to 2^53 - 1 (the engine's
+    largest count, the largest integer every JSON reader holds exactly)."""
+    answer = post(serve.port, {"model": MODEL, "input": "x", "max_output_tokens": 2**53 - 1})
     assert answer.status == 200, answer.raw
-    assert answer.json()["max_output_tokens"] == 2**63 - 1
+    assert answer.json()["max_output_tokens"] == 2**53 - 1
 
 
 def nested(depth: int) -> Any:
@@ -707,7 +709,7 @@ def test_a_non_streaming_client_that_leaves_stops_the_replay(serve: Serve, hosti
     assert "Traceback" not in serve.log()[start:]
 
 
-# --------------------------------------------------------------------------- flags, and one replay rule
+# ----------------------------------------------------------------- flags, and one replay rule
 
 
 def test_body_limit_and_mcp_hosts_as_flags(tmp_path: Path, hostile: str) -> None:

@@ -571,6 +571,22 @@ impl HarmonyParser {
             .collect())
     }
 
+    /// How many recoveries of each kind happened (all of them; `recoveries` keeps
+    /// the details of the first 100).
+    #[getter]
+    fn recovery_counts(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<std::collections::BTreeMap<&'static str, u64>> {
+        let counts = self.lock(py)?.inner.recovery_counts();
+        Ok(harmony_stream_core::RecoveryKind::ALL
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (k.as_str(), n))
+            .collect())
+    }
+
     #[getter]
     fn tokens_processed(&self, py: Python<'_>) -> PyResult<usize> {
         Ok(self.lock(py)?.inner.tokens_processed())
@@ -598,6 +614,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::ResponseEvent>()?;
     m.add_function(wrap_pyfunction!(stream::feed_batch, m)?)?;
     m.add("VOCAB_SHA256", core::vocab::VOCAB_SHA256)?;
+    m.add("MAX_COUNT", stream::MAX_COUNT as u64)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

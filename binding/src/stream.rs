@@ -439,7 +439,7 @@ fn parse_mcp_lists(
 
 /// Token counts are written as JSON numbers: up to 2**53 - 1, the largest
 /// integer every JSON reader (JavaScript's included) holds exactly.
-const MAX_COUNT: i128 = (1 << 53) - 1;
+pub(crate) const MAX_COUNT: i128 = (1 << 53) - 1;
 
 /// A constructor argument taken as given (checked by the constructor), or absent
 /// (the default).

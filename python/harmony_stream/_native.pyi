@@ -7,6 +7,7 @@ from typing import Any, Literal, SupportsIndex, final
 from ._types import FinishReason, LogprobInput, RoleName, StreamState
 
 __all__ = [
+    "MAX_COUNT",
     "VOCAB_SHA256",
     "HarmonyParser",
     "Message",
@@ -19,6 +20,9 @@ __all__ = [
 ]
 
 VOCAB_SHA256: str
+MAX_COUNT: int
+"""The largest token count the engine takes (``max_output_tokens``, usage): 2**53 - 1,
+the largest integer every JSON reader holds exactly."""
 __version__: str
 
 @final
@@ -89,6 +93,7 @@ class Recovery:
         "malformed_header",
         "constrain_as_recipient",
         "channel_normalized",
+        "text_in_header",
     ]: ...
     @property
     def detail(self) -> str: ...
@@ -123,7 +128,11 @@ class HarmonyParser:
     @property
     def messages(self) -> list[Message]: ...
     @property
-    def recoveries(self) -> list[Recovery]: ...
+    def recoveries(self) -> list[Recovery]:
+        """The first 100 recoveries, with their details."""
+    @property
+    def recovery_counts(self) -> dict[str, int]:
+        """How many recoveries of each kind happened (kinds that never did are absent)."""
     @property
     def tokens_processed(self) -> int: ...
     @property

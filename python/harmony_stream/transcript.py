@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._native import MAX_COUNT
 from .errors import HarmonyStreamError
 
 __all__ = [
@@ -40,7 +41,7 @@ FINISH_REASONS = ("stop", "length", "abort", "error")
 MAX_TOKEN_ID = 2**32 - 1
 """The largest id a transcript may hold (the engine's ids are 32-bit)."""
 
-MAX_OUTPUT_TOKENS = 2**64 - 1
+MAX_OUTPUT_TOKENS = MAX_COUNT
 """The largest ``max_output_tokens`` the engine takes."""
 
 

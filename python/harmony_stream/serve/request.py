@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._native import MAX_COUNT
+
 __all__ = [
     "LOGPROBS_INCLUDE",
     "MAX_JSON_DEPTH",
@@ -45,7 +47,7 @@ SUPPORTED_TOOL_TYPES = ("function", "mcp", "web_search_preview", "web_search", "
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 MAX_TOP_LOGPROBS = 20
 # The largest `max_output_tokens` (a signed 64-bit integer, as the engine counts).
-MAX_OUTPUT_TOKENS = 2**63 - 1
+MAX_OUTPUT_TOKENS = MAX_COUNT
 # Objects and arrays inside one another, the body itself counting as one level.
 MAX_JSON_DEPTH = 64
 # `mcp` tools with a `server_url` in one request (each is one MCP session).
@@ -526,7 +528,7 @@ def parse_request(raw: bytes) -> ResponsesRequest:
     if mot is not None and mot > MAX_OUTPUT_TOKENS:
         raise RequestError(
             f"Invalid 'max_output_tokens': integer above maximum value. Expected a value <= "
-            f"{MAX_OUTPUT_TOKENS} (2^63 - 1), but got {mot} instead.",
+            f"{MAX_OUTPUT_TOKENS} (2^53 - 1), but got {mot} instead.",
             param="max_output_tokens",
             code="integer_above_max_value",
         )
