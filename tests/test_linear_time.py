@@ -16,20 +16,12 @@ import time
 from collections.abc import Callable
 
 import pytest
+from test_events_properties import ASSISTANT, CHANNEL, END, MESSAGE, START
 
 from harmony_stream import HarmonyParser, ResponseStream, Vocab
 
-RETURN, CONSTRAIN, CHANNEL, START, END, MESSAGE, CALL = (
-    200002,
-    200003,
-    200005,
-    200006,
-    200007,
-    200008,
-    200012,
-)
 FINAL_OPEN = [CHANNEL, 17196, MESSAGE]  # <|channel|>final<|message|>
-ASSISTANT, THE = 173781, 290
+THE = 290  # " the"
 
 # Single-byte tokens of o200k (id -> the byte it decodes to).
 BYTE = {0x80: 222, 0xBF: 123, 0xFF: 187, 0xC3: 127, 0xE2: 158, 0xF0: 172, 0xED: 169, 0xA0: 254}
