@@ -6,7 +6,7 @@
 //!
 //! | control | call |
 //! |---|---|
-//! | `0..=7` | `feed(step)`; with logprobs for `4..=7` (valid, wrong length, NaN/+inf, unknown top id) |
+//! | `0..=7` | `feed(step)`; with logprobs for `4..=7` (valid, wrong length, not a log probability, unknown top id) |
 //! | `8..=15` | `tool_output(output, error)` with strings from the input |
 //! | `16..=21` | `finish(stop / length / error(message))` |
 //! | `22..=23` | `start()` |
@@ -91,19 +91,20 @@ fn config(d: &mut Decoder<'_>) -> (ResponseConfig, FinishReason) {
     (cfg, end)
 }
 
-/// A logprob value from one input byte (mostly valid; -inf and odd numbers too).
+/// A valid logprob value from one input byte (<= 0 or -inf; odd numbers too).
 fn logprob_value(b: u8) -> f64 {
     match b {
         0 => f64::NEG_INFINITY,
         1 => -0.0,
-        2 => 5e-324,
+        2 => -5e-324,
         3 => -1e300,
-        4 => 0.25,
+        4 => -0.25,
         _ => -f64::from(b) / 16.0,
     }
 }
 
-/// Logprobs for a step, by mode: 4 valid, 5 wrong length, 6 NaN or +inf, 7 unknown top id.
+/// Logprobs for a step, by mode: 4 valid, 5 wrong length, 6 not a log probability
+/// (NaN, +inf or a positive number), 7 unknown top id.
 fn logprobs(d: &mut Decoder<'_>, n: usize, mode: u8) -> (Vec<TokenLogprob>, bool) {
     let mut out: Vec<TokenLogprob> = (0..n)
         .map(|_| {
@@ -124,10 +125,11 @@ fn logprobs(d: &mut Decoder<'_>, n: usize, mode: u8) -> (Vec<TokenLogprob>, bool
             false
         }
         6 if n > 0 => {
-            let bad = if d.byte() & 1 == 0 {
-                f64::NAN
-            } else {
-                f64::INFINITY
+            let bad = match d.byte() % 4 {
+                0 => f64::NAN,
+                1 => f64::INFINITY,
+                2 => 5e-324,
+                _ => 0.25,
             };
             let i = usize::from(d.byte()) % n;
             match out[i].top.first_mut() {
