@@ -3,7 +3,7 @@
 Token streams are rendered from Harmony messages by openai-harmony (the renderer),
 or read from ``tests/data/transcripts``. Expectations are rules derived from the
 messages (routing, texts, orders, counts), never recorded output. Every stream goes
-through ``_validator.validate_stream``; the first tests prove that validator fails
+through ``stream_checks.validate_stream``; the first tests prove that validator fails
 on broken streams.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _validator import validate_stream
 from openai.types.responses import Response, ResponseStreamEvent
 from openai_harmony import Message, Role, StreamableParser
+from stream_checks import validate_stream
 
 from harmony_stream import (
     HarmonyParser,

@@ -988,7 +988,7 @@ def test_random_garbage(enc: Any, vocab: Vocab, data: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# The shared stack validator (tests/_validator.py) on the same kinds of streams
+# The shared stack validator (tests/stream_checks/strict.py) on the same kinds of streams
 # --------------------------------------------------------------------------------------
 
 
@@ -997,9 +997,9 @@ def test_random_garbage(enc: Any, vocab: Vocab, data: Any) -> None:
 def test_shared_validator_accepts_these_streams(
     enc: Any, vocab: Vocab, conv: tuple[list[Spec], list[tuple[Any, Any]]], data: Any
 ) -> None:
-    """Streams that pass ``check_stream`` also pass ``_validator.validate_stream``:
+    """Streams that pass ``check_stream`` also pass ``stream_checks.validate_stream``:
     a whole conversation, one truncation of it, and one garbage stream."""
-    from _validator import validate_stream
+    from stream_checks import validate_stream
 
     turns = build(enc, vocab, *conv)
     events, s = run(vocab, turns, one_by_one)
