@@ -8,7 +8,7 @@ usage) is identical, ids and timestamps replaced by placeholders (tool call ids
 are random), at several engine step sizes. Non-streamed: the whole response is
 identical, likewise normalized.
 
-Quirk streams (DESIGN §3), plugin on:
+Quirk streams (docs/architecture.md, Lenient parsing), plugin on:
 * the request never fails: HTTP 200, no exception escapes vLLM's app, a stream
   ends with `data: [DONE]` and carries no error chunk;
 * no text is lost. The rule: take the model's output tokens; every message

@@ -568,7 +568,7 @@ def test_d4_code_interpreter_carries_its_output(
     assert {c.arguments["code"] for c in calls} <= {item_text(i) for i in off_final}
 
 
-# --- bad input: the quirks of DESIGN §3 ---------------------------------------------------
+# --- bad input: the quirks of docs/architecture.md, Lenient parsing ------------------------
 
 
 def _all_text(response: dict[str, Any]) -> str:
