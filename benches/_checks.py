@@ -81,7 +81,7 @@ def item_text(item: dict[str, Any]) -> tuple[str, str]:
 
 
 def expected_type(channel: str | None, recipient: str | None, mcp_labels: Iterable[str]) -> str:
-    """The item a rendered Harmony message becomes (DESIGN.md §4)."""
+    """The item a rendered Harmony message becomes (docs/architecture.md, Routing)."""
     if recipient is None:
         return "reasoning" if channel == "analysis" else "message"
     if recipient.startswith("functions."):

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "benches"
 CORPUS_DIR = ROOT / ".cache" / "bench_corpus"
 VOCAB_DIR = ROOT / ".cache" / "tiktoken"
-# The interpreter of the vLLM 0.33.0 virtualenv (its own: see DESIGN.md §6).
+# The interpreter of the vLLM 0.33.0 virtualenv (its own: see docs/architecture.md, vLLM seam).
 VLLM_PYTHON = Path(os.environ.get("HS_BENCH_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
 
 # The paths, in table order: key -> label.

@@ -5,7 +5,7 @@ vLLM's fork: path (4) imports only vLLM and what it installs; path (5) also
 the harmony-stream wheel installed there. The bench (benches/test_throughput.py)
 starts it as a subprocess and reads one JSON object from stdout.
 
-What is timed per response, as vLLM's serving loop does it (DESIGN.md §6):
+What is timed per response, as vLLM's serving loop does it (docs/architecture.md, vLLM seam):
 ``response.created``/``response.in_progress`` from ``ResponsesResponse.from_request``;
 per engine step (one token), ``HarmonyParser.process_chunk`` and, per segment,
 ``emit_content_delta_events`` or ``emit_previous_item_done_events`` +

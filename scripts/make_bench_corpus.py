@@ -1,4 +1,6 @@
-"""Renders the benchmark corpus: gpt-oss completions of set lengths (DESIGN.md §5).
+"""Renders the benchmark corpus: gpt-oss completions of set lengths.
+
+Transcripts: docs/architecture.md, Transcripts.
 
 Every model turn is a list of assistant messages rendered by openai-harmony
 (`HarmonyEncoding.render`, one message at a time), the first two tokens
@@ -20,7 +22,7 @@ Corpora (``--short`` keeps the ones the CI bench needs):
                   (``long_12k`` and ``long_47k`` are the named ones; the others
                   are the points of the tokens/s-against-length plot).
 
-Each file is a transcript (DESIGN.md §5) with two extra keys the benches use:
+Each file is a transcript (docs/architecture.md, Transcripts) with two extra keys the benches use:
 ``expected`` (per Harmony message: channel, recipient and the rendered text,
 to check the final response against) and ``num_tokens``. ``index.json`` lists
 the corpora.

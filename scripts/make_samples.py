@@ -1,4 +1,6 @@
-"""Renders realistic gpt-oss conversations into transcript files (DESIGN.md §5).
+"""Renders realistic gpt-oss conversations into transcript files.
+
+The format: docs/architecture.md, Transcripts.
 
 Every model turn is a list of assistant messages rendered by openai-harmony
 (`HarmonyEncoding.render`, one message at a time, concatenated). A completion

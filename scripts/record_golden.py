@@ -196,7 +196,8 @@ Part = str | int | Sequence[int]
 
 
 def quirk_cases(enc: HarmonyEncoding) -> list[Case]:
-    """Token streams with the quirks of DESIGN.md §3 and the corners around them.
+    """Token streams with the quirks of docs/architecture.md, Lenient parsing, and
+    the corners around them.
 
     A stream is given as parts: a token id, a token list (rendered messages), or
     text, which is encoded with special-token names allowed (`"<|channel|>final"`).

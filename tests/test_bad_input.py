@@ -850,7 +850,7 @@ def test_a_parser_in_use_refuses_a_second_call_with_a_typed_error(vocab: Vocab) 
 
 # --- after an internal error: finish("error") still ends the response ----------------------
 
-from _validator import validate_stream  # noqa: E402
+from stream_checks import validate_stream  # noqa: E402
 
 MCP_CALL = [CHANNEL, 12606, 815, 316, 28, 10312, 16718, 62, 30149, MESSAGE]
 MCP_CALL += [10848, 80, 1243, 220, 16, 92, CALL]  # commentary to=github.search_issues {"q": 1}

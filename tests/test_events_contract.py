@@ -1,9 +1,10 @@
-"""The Responses event contract (DESIGN.md §4), as rules checked on real token streams.
+"""The Responses event contract (docs/architecture.md, Event contract), as rules
+checked on real token streams.
 
 Token streams are rendered from Harmony messages by openai-harmony (the renderer),
 or read from ``tests/data/transcripts``. Expectations are rules derived from the
 messages (routing, texts, orders, counts), never recorded output. Every stream goes
-through ``_validator.validate_stream``; the first tests prove that validator fails
+through ``stream_checks.validate_stream``; the first tests prove that validator fails
 on broken streams.
 """
 
@@ -18,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _validator import validate_stream
 from openai.types.responses import Response, ResponseStreamEvent
 from openai_harmony import Message, Role, StreamableParser
+from stream_checks import validate_stream
 
 from harmony_stream import (
     HarmonyParser,
@@ -54,7 +55,8 @@ MCP_LISTS = {
     ]
 }
 
-# DESIGN §4: the events of one item, in order; "X*" is any number (0 included) of X.
+# docs/architecture.md, Event contract: the events of one item, in order; "X*" is
+# any number (0 included) of X.
 ORDER: dict[str, list[str]] = {
     "reasoning": [
         "output_item.added",
@@ -211,7 +213,7 @@ def oracle_messages(enc: Any, tokens: Sequence[int]) -> list[dict[str, Any]]:
 
 
 def expected_kind(channel: str | None, recipient: str | None) -> str:
-    """DESIGN §4 routing: recipient first, then channel."""
+    """docs/architecture.md, Routing: recipient first, then channel."""
     if recipient:
         if recipient.startswith("functions."):
             return "function_call"
@@ -1098,7 +1100,8 @@ EMPTY_CASES = [
 def test_items_without_delta_keep_their_lifecycle(
     vocab: Vocab, enc: Any, kind: str, msgs: list[Msg], tool_out: str | None
 ) -> None:
-    """vLLM #48274: an item whose content is empty still gets every event of §4."""
+    """vLLM #48274: an item whose content is empty still gets every event of its
+    lifecycle (docs/architecture.md, Event contract)."""
     t = turn(enc, *msgs, Msg("Done.", "final"))
     # A server-run call ends its turn; its result arrives before the next message.
     if tool_out is not None:
@@ -1257,10 +1260,10 @@ QUIRKS = sorted((Path(__file__).parent / "data" / "golden").glob("quirk_*.json")
 @pytest.mark.parametrize("reason", ["stop", "length"])
 @pytest.mark.parametrize("path", QUIRKS, ids=[p.stem.removeprefix("quirk_") for p in QUIRKS])
 def test_quirk_stream(vocab: Vocab, path: Path, reason: str) -> None:
-    """Model quirks (DESIGN §3) keep the contract: a valid stream with one item per
-    message the lenient parser recovers (its agreement with openai-harmony is
-    test_parser_differential's job), routed by recipient (when there is one) then
-    channel, carrying the message's text."""
+    """Model quirks (docs/architecture.md, Lenient parsing) keep the contract: a
+    valid stream with one item per message the lenient parser recovers (its
+    agreement with openai-harmony is test_parser_differential's job), routed by
+    recipient (when there is one) then channel, carrying the message's text."""
     tokens = json.loads(path.read_text(encoding="utf-8"))["tokens"]
     parser = HarmonyParser(vocab, "assistant", strict=False)
     parser.process_many(tokens)

@@ -1,4 +1,5 @@
-"""Property tests of the Responses event engine (``ResponseStream``), DESIGN §4.
+"""Property tests of the Responses event engine (``ResponseStream``),
+docs/architecture.md, Event contract.
 
 Four properties, each over generated Harmony token streams:
 
@@ -96,8 +97,9 @@ DONE_TO_DELTA = {done: delta for delta, (done, _) in TEXT_FAMILIES.items()}
 ADDED, DONE = "response.output_item.added", "response.output_item.done"
 PART_ADDED, PART_DONE = "response.content_part.added", "response.content_part.done"
 
-# DESIGN §4, per item type: the stages in order (a stage is one event type, or a set of
-# alternatives). Deltas may repeat; any other stage occurs at most once.
+# docs/architecture.md, Event contract, per item type: the stages in order (a
+# stage is one event type, or a set of alternatives). Deltas may repeat; any other
+# stage occurs at most once.
 LIFECYCLE: dict[str, list[frozenset[str]]] = {
     t: [frozenset(s.split("|")) for s in stages]
     for t, stages in {
@@ -217,7 +219,7 @@ def _text_key(item_type: str, ev: dict[str, Any]) -> int | None:
 
 
 def check_lifecycle(tr: ItemTrace) -> None:
-    """The item's events follow its DESIGN §4 lifecycle (a prefix-closed one if cut)."""
+    """The item's events follow its lifecycle (Event contract) (a prefix-closed one if cut)."""
     stages = LIFECYCLE[tr.type]
     where: list[int] = []
     for t in tr.types:
@@ -261,7 +263,7 @@ class StreamTrace:
 
 
 def check_stream(events: Sequence[ResponseEvent], final: dict[str, Any]) -> StreamTrace:
-    """The contract every stream meets (DESIGN §4 invariants); returns its items.
+    """The contract every stream meets (docs/architecture.md, Event contract); returns its items.
 
     * every event validates as openai-python's ``ResponseStreamEvent``; its dump has the
       same type and sequence number; sequence numbers are 0, 1, 2, ... with no gap;
@@ -988,7 +990,7 @@ def test_random_garbage(enc: Any, vocab: Vocab, data: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# The shared stack validator (tests/_validator.py) on the same kinds of streams
+# The shared stack validator (tests/stream_checks/strict.py) on the same kinds of streams
 # --------------------------------------------------------------------------------------
 
 
@@ -997,9 +999,9 @@ def test_random_garbage(enc: Any, vocab: Vocab, data: Any) -> None:
 def test_shared_validator_accepts_these_streams(
     enc: Any, vocab: Vocab, conv: tuple[list[Spec], list[tuple[Any, Any]]], data: Any
 ) -> None:
-    """Streams that pass ``check_stream`` also pass ``_validator.validate_stream``:
+    """Streams that pass ``check_stream`` also pass ``stream_checks.validate_stream``:
     a whole conversation, one truncation of it, and one garbage stream."""
-    from _validator import validate_stream
+    from stream_checks import validate_stream
 
     turns = build(enc, vocab, *conv)
     events, s = run(vocab, turns, one_by_one)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _validator import validate_stream
+from stream_checks import validate_stream
 
 from harmony_stream import (
     HarmonyParser,

@@ -1,4 +1,4 @@
-"""Lenient mode on the model quirks of DESIGN.md §3.
+"""Lenient mode on the model quirks of docs/architecture.md, Lenient parsing.
 
 Each expectation is a rule with openai-harmony as the oracle: the quirky
 stream must give the messages openai-harmony gives for the clean stream the

@@ -2,7 +2,7 @@
 
 The openai SDK talks to the replay server; MCP calls go to real MCP servers
 (the `mcp` SDK under uvicorn). Oracles: every stream passes the stack validator
-(`_validator.validate_stream`), the streamed `response.completed` equals the
+(`stream_checks.validate_stream`), the streamed `response.completed` equals the
 non-streaming response of the same request, MCP results equal what the MCP
 server answers to the same call made directly, and texts and arguments equal
 what openai-harmony parses from the transcript's tokens.
@@ -24,11 +24,11 @@ from typing import Any
 
 import openai
 import pytest
-from _validator import validate_stream
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver.exceptions import ToolError
 from openai_harmony import Role
+from stream_checks import validate_stream
 
 from harmony_stream import Vocab
 from harmony_stream.serve import ServeConfig, create_app, load_config

@@ -33,7 +33,6 @@ import os
 from typing import Any
 
 import pytest
-from _validator import validate_stream
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -44,6 +43,7 @@ from hypothesis.stateful import (
     rule,
 )
 from openai_harmony import HarmonyEncodingName, load_harmony_encoding
+from stream_checks import validate_stream
 
 from harmony_stream import (
     InvalidRequestError,

@@ -7,7 +7,7 @@
   raises ``StreamInUseError`` (a ``ResponseStateError``, so a ``RuntimeError``)
   at once, naming the rule, never blocks, crashes or corrupts: the calls that
   went through still make a valid stream, numbered without gaps. The same for a
-  parser.
+  parser, whose calls only overlap when Python code runs inside one (see its test).
 * A Rust panic on one thread's stream leaves the other threads' streams working.
 """
 
@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from _validator import validate_stream
+from stream_checks import validate_stream
 
 from harmony_stream import (
     HarmonyParser,
@@ -220,28 +220,75 @@ def test_one_stream_from_two_threads_raises_and_stays_valid(vocab: Vocab) -> Non
     assert final["usage"]["output_tokens"] == accepted
 
 
-def test_parser_from_two_threads_never_corrupts(vocab: Vocab) -> None:
+def test_parser_from_two_threads_collides_and_never_corrupts(vocab: Vocab) -> None:
+    """Two threads take turns holding the parser and intruding on it.
+
+    A ``process_many`` on a list never lets another thread in: the binding keeps
+    the GIL for the whole call, so two threads hammering one parser with lists
+    never collide, and a test built that way proves nothing. Python code run
+    inside the call does let one in: the holder passes a generator whose
+    ``__next__`` waits (the GIL free) until the other thread has tried its call.
+    So every round has exactly one collision, from either thread in turn, and
+    every intruding call must be refused without changing the parser.
+    """
     p = HarmonyParser(vocab)
     p.process_many(FINAL)
-    per_thread = 2_000
-    errors: list[BaseException] = []
+    rounds = 40
+    inside = [threading.Event() for _ in range(rounds)]  # the holder is mid-call
+    tried = [threading.Event() for _ in range(rounds)]  # the intruder's call returned
+    done = [threading.Event() for _ in range(rounds)]  # the holder's call returned
+    intrusions: list[Callable[[], Any]] = [
+        lambda: p.process_many([DOG, DOG]),
+        lambda: p.process(DOG),
+        lambda: p.process_eos(),
+        lambda: p.current_content,
+        lambda: p.messages,
+        lambda: p.tokens_processed,
+    ]
+    refused: list[tuple[int, BaseException]] = []
+    went_through: list[int] = []  # rounds where an intruding call was not refused
+    holder_errors: list[BaseException] = []
 
-    def work() -> None:
-        for _ in range(per_thread):
-            try:
-                p.process_many([THE, THE])
-            except Exception as e:  # pragma: no cover - only if the binding changes
-                errors.append(e)
+    def held_tokens(r: int) -> Iterator[int]:
+        yield THE
+        inside[r].set()
+        tried[r].wait(10)  # the GIL is free here: the other thread calls now
+        yield THE
 
-    threads = [threading.Thread(target=work) for _ in range(2)]
+    def worker(me: int) -> None:
+        for r in range(rounds):
+            if r % 2 == me:
+                try:
+                    p.process_many(held_tokens(r))
+                except BaseException as e:  # pragma: no cover - reported below
+                    holder_errors.append(e)
+                done[r].set()
+            else:
+                inside[r].wait(10)
+                try:
+                    intrusions[r % len(intrusions)]()
+                except Exception as e:
+                    refused.append((r, e))
+                else:
+                    went_through.append(r)
+                tried[r].set()
+                done[r].wait(10)  # the next round's holder starts on a free parser
+
+    threads = [threading.Thread(target=worker, args=(me,)) for me in range(2)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
-    assert all(_busy_error(e) for e in errors), errors
-    accepted = 2 * 2 * per_thread - 2 * len(errors)
-    assert p.tokens_processed == len(FINAL) + accepted
-    assert p.current_content == " the" * accepted
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert holder_errors == []
+    assert went_through == [], "a call from another thread ran while the parser was busy"
+    # A collision in every round, from each of the two threads in turn.
+    assert [r for r, _ in refused] == list(range(rounds))
+    assert all(_busy_error(e) for _, e in refused), refused
+    # Not corrupted: only the holders' tokens, in order.
+    assert p.tokens_processed == len(FINAL) + 2 * rounds
+    assert p.current_content == " the" * (2 * rounds)
+    assert p.process(DOG) == " dog"  # free again once the holder is done
 
 
 def test_a_panic_on_one_thread_leaves_the_others_working(vocab: Vocab) -> None:

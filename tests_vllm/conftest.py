@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import harness
 import mcp_servers
 import pytest
+
+# The stream checks both suites share (tests/stream_checks): this suite runs in
+# vLLM's virtualenv, with the package installed as a wheel and tests/ not on the
+# path. Appended, so this directory's own modules come first.
+_SHARED = str(Path(__file__).resolve().parents[1] / "tests")
+if _SHARED not in sys.path:
+    sys.path.append(_SHARED)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -44,7 +44,7 @@ class Entry:
     turns: tuple[Turn, ...]
     responses_tools: tuple[dict[str, Any], ...] = ()
     chat_tools: tuple[dict[str, Any], ...] | None = None
-    quirk: bool = False  # a DESIGN §3 model quirk (vLLM may mishandle it)
+    quirk: bool = False  # a model quirk (docs/architecture.md, Lenient parsing)
     kinds: frozenset[str] = field(default_factory=frozenset)  # Responses item kinds
     prompt: str = "What is the weather in Paris today?"
 
@@ -346,7 +346,7 @@ CORPUS: tuple[Entry, ...] = (
         kinds=frozenset({"reasoning", "message"}),
         prompt="東京の天気は?",
     ),
-    # --- DESIGN §3 quirks ---------------------------------------------------------
+    # --- quirks (docs/architecture.md, Lenient parsing) ---------------------------
     Entry(
         "quirk_malformed_channel",
         (

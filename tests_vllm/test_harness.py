@@ -16,8 +16,8 @@ import corpus
 import harness
 import mcp_servers
 import pytest
-import validate
 from corpus import CLEAN, CORPUS
+from stream_checks import loose as validate
 
 ALL_KINDS = {
     "reasoning",
@@ -158,7 +158,8 @@ def test_validator_zero_delta_rule(tool_server: Any) -> None:
 
 
 def test_contract_checks_catch_vllm(tool_server: Any) -> None:
-    # the DESIGN §4 checks the plugin has to pass, on vLLM's own stream:
+    # the checks of docs/architecture.md, Event contract, that the plugin has to
+    # pass, on vLLM's own stream:
     # an empty reasoning item is missing from the stream (#48274), so the final
     # output has an item the stream never closed, and output_index starts at 1
     events = harness.responses(

@@ -2,14 +2,62 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
-# What the plugin replaces; "untouched" means each is vLLM's own function.
+# Every function the plugin replaces (its patch table, harmony_stream/vllm_plugin.py,
+# `_apply`): (module, class or "" for a module attribute, name). The "on" tests also
+# check that the plugin's own table is exactly this, so a new patch must be added here.
+SEAMS = (
+    ("vllm.parser.harmony", "", "get_streamable_parser_for_assistant"),
+    ("vllm.parser.harmony", "HarmonyParser", "process_chunk"),
+    ("vllm.entrypoints.openai.responses.context", "HarmonyContext", "append_output"),
+    ("vllm.entrypoints.openai.responses.context", "HarmonyContext", "append_tool_output"),
+    ("vllm.entrypoints.openai.responses.context", "HarmonyContext", "need_builtin_tool_call"),
+    ("vllm.entrypoints.openai.responses.context", "HarmonyContext", "call_tool"),
+    ("vllm.entrypoints.openai.responses.context", "HarmonyContext", "init_tool_sessions"),
+    (
+        "vllm.entrypoints.openai.responses.serving",
+        "OpenAIServingResponses",
+        "_process_harmony_streaming_events",
+    ),
+    ("vllm.entrypoints.openai.responses.serving", "", "harmony_to_response_output"),
+    (
+        "vllm.entrypoints.openai.responses.serving",
+        "OpenAIServingResponses",
+        "responses_full_generator",
+    ),
+)
+
+
+def seam_value(module: str, owner: str, name: str) -> Any:
+    """What vLLM currently has at that place (a class's own attribute, not an inherited one)."""
+    obj = importlib.import_module(module)
+    return getattr(obj, owner).__dict__[name] if owner else getattr(obj, name)
+
+
+def patch_table() -> list[str]:
+    """The places the plugin has patched in this process, as `module:owner.name`."""
+    from harmony_stream import vllm_plugin
+
+    out = []
+    for owner, name, _ in vllm_plugin._patches:
+        if isinstance(owner, type):
+            out.append(f"{owner.__module__}:{owner.__name__}.{name}")
+        else:
+            out.append(f"{owner.__name__}:.{name}")
+    return sorted(out)
+
+
+EXPECTED_TABLE = sorted(f"{m}:{o}.{n}" for m, o, n in SEAMS)
+
+# Run in a fresh interpreter; "own" means each seam is still vLLM's own function.
 PROBE = r"""
 import json
 import sys
@@ -24,21 +72,18 @@ before_serving = {
     ),
 }
 TRIGGER
-from vllm.entrypoints.openai.parser import harmony_utils
-from vllm.entrypoints.openai.responses import context, harmony, serving
-from vllm.parser import harmony as parser
-S, C = serving.OpenAIServingResponses, context.HarmonyContext
+sys.path.insert(0, HERE)
+from test_plugin_loading import SEAMS, patch_table, seam_value
 own = {
-    "parser": parser.get_streamable_parser_for_assistant
-    is harmony_utils.get_streamable_parser_for_assistant,
-    "final_builder": serving.harmony_to_response_output is harmony.harmony_to_response_output,
-    "stream_events": S._process_harmony_streaming_events.__module__ == serving.__name__,
-    "full_generator": S.responses_full_generator.__module__ == serving.__name__,
-    "append_output": C.append_output.__module__ == context.__name__,
-    "append_tool_output": C.append_tool_output.__module__ == context.__name__,
-    "init_tool_sessions": C.init_tool_sessions.__module__ == context.__name__,
+    f"{o}.{n}": not seam_value(m, o, n).__module__.startswith("harmony_stream")
+    for m, o, n in SEAMS
 }
-print(json.dumps({"active": vllm_plugin.is_active(), "own": own, "before": before_serving}))
+print(json.dumps({
+    "active": vllm_plugin.is_active(),
+    "own": own,
+    "table": patch_table(),
+    "before": before_serving,
+}))
 """
 
 TRIGGERS = {
@@ -51,7 +96,8 @@ def probe(switch: str | None, trigger: str = "responses") -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if k != "HARMONY_STREAM_VLLM"}
     if switch is not None:
         env["HARMONY_STREAM_VLLM"] = switch
-    code = PROBE.replace("TRIGGER", TRIGGERS[trigger])
+    here = repr(os.path.dirname(os.path.abspath(__file__)))
+    code = PROBE.replace("TRIGGER", TRIGGERS[trigger]).replace("HERE", here)
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180
     )
@@ -63,6 +109,8 @@ def probe(switch: str | None, trigger: str = "responses") -> dict[str, object]:
 def test_off_leaves_vllm_untouched(switch: str | None) -> None:
     result = probe(switch)
     assert result["active"] is False
+    assert result["table"] == []
+    assert len(result["own"]) == len(SEAMS)  # type: ignore[arg-type]
     assert result["own"] == dict.fromkeys(result["own"], True)  # type: ignore[arg-type]
 
 
@@ -74,40 +122,29 @@ def test_on_patches_every_seam_once_the_api_is_served(trigger: str) -> None:
     result = probe("1", trigger)
     assert result["before"] == {"active": False, "openai_layer_imported": False}
     assert result["active"] is True
+    assert result["table"] == EXPECTED_TABLE  # the plugin patches these and nothing else
+    assert len(result["own"]) == len(SEAMS)  # type: ignore[arg-type]
     assert result["own"] == dict.fromkeys(result["own"], False)  # type: ignore[arg-type]
 
 
 def test_uninstall_restores_vllm_in_process() -> None:
-    from vllm.entrypoints.openai.parser import harmony_utils
-    from vllm.entrypoints.openai.responses import context, serving
-    from vllm.parser import harmony as parser
-
     from harmony_stream import vllm_plugin
 
-    before = (
-        serving.OpenAIServingResponses.__dict__["_process_harmony_streaming_events"],
-        serving.OpenAIServingResponses.__dict__["responses_full_generator"],
-        context.HarmonyContext.__dict__["append_output"],
-        serving.harmony_to_response_output,
-    )
+    before = [seam_value(*seam) for seam in SEAMS]
     assert vllm_plugin.install() is True
     assert vllm_plugin.install() is True  # idempotent
     try:
-        assert parser.get_streamable_parser_for_assistant is not (
-            harmony_utils.get_streamable_parser_for_assistant
-        )
+        assert patch_table() == EXPECTED_TABLE
+        during = [seam_value(*seam) for seam in SEAMS]
+        changed = [
+            f"{o}.{n}" for (_, o, n), x, y in zip(SEAMS, before, during, strict=True) if x is not y
+        ]
+        assert len(changed) == len(SEAMS), changed
     finally:
         vllm_plugin.uninstall()
-    after = (
-        serving.OpenAIServingResponses.__dict__["_process_harmony_streaming_events"],
-        serving.OpenAIServingResponses.__dict__["responses_full_generator"],
-        context.HarmonyContext.__dict__["append_output"],
-        serving.harmony_to_response_output,
-    )
-    assert after == before
-    assert parser.get_streamable_parser_for_assistant is (
-        harmony_utils.get_streamable_parser_for_assistant
-    )
+    after = [seam_value(*seam) for seam in SEAMS]
+    assert all(x is y for x, y in zip(after, before, strict=True))
+    assert patch_table() == []
 
 
 def test_on_in_a_process_already_serving_patches_at_once() -> None:

@@ -49,19 +49,15 @@ the generic comparison):
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import corpus
 import harness
 import mcp_servers
 import pytest
-import validate
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _validator import validate_stream
+from stream_checks import loose as validate
+from stream_checks import validate_stream
 
 Event = dict[str, Any]
 ID_KEYS = frozenset({"id", "item_id", "call_id", "container_id"})
@@ -572,7 +568,7 @@ def test_d4_code_interpreter_carries_its_output(
     assert {c.arguments["code"] for c in calls} <= {item_text(i) for i in off_final}
 
 
-# --- bad input: the quirks of DESIGN §3 ---------------------------------------------------
+# --- bad input: the quirks of docs/architecture.md, Lenient parsing ------------------------
 
 
 def _all_text(response: dict[str, Any]) -> str:

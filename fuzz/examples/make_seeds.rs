@@ -1,6 +1,7 @@
 //! Writes the seed corpus (`fuzz/corpus/{parser,engine}/`): small inputs that
-//! spell the Harmony shapes and quirks of DESIGN §3 and the call orders of §4,
-//! so the fuzzer starts from real structure. Run from `fuzz/`:
+//! spell the Harmony shapes and quirks of docs/architecture.md (Lenient
+//! parsing) and the call orders of its Event contract, so the fuzzer starts
+//! from real structure. Run from `fuzz/`:
 //! `cargo run --example make_seeds`.
 
 use std::fs;

@@ -22,14 +22,14 @@
 //! waiting); sequence numbers continue without a gap. Checked on the whole stream:
 //! every event is one line of valid JSON whose `type` and `sequence_number` match;
 //! `response.created`, `response.in_progress` first; exactly one terminal event,
-//! last; items never overlap, follow their lifecycle (DESIGN §4), and every
-//! `output_item.added` has its `output_item.done` (same id and index); deltas add
-//! up to the done text, which is the part's and the done item's text; the final
-//! response's `output` is the done items (equal JSON), `response_json()` equals the
-//! terminal event's response, and usage counts the accepted tokens. Conservation
-//! of text: the lenient parser over each completion (the accepted tokens between
-//! accepted `tool_output` calls) gives the items, one per message, each with its
-//! message's content.
+//! last; items never overlap, follow their lifecycle (docs/architecture.md, Event
+//! contract), and every `output_item.added` has its `output_item.done` (same id
+//! and index); deltas add up to the done text, which is the part's and the done
+//! item's text; the final response's `output` is the done items (equal JSON),
+//! `response_json()` equals the terminal event's response, and usage counts the
+//! accepted tokens. Conservation of text: the lenient parser over each completion
+//! (the accepted tokens between accepted `tool_output` calls) gives the items, one
+//! per message, each with its message's content.
 
 use std::collections::HashSet;
 
@@ -505,8 +505,8 @@ enum St {
     RanFailed,
 }
 
-/// The item lifecycles of DESIGN §4: the state after `event` (type without
-/// `response.`), `None` if the event may not come now.
+/// The item lifecycles of docs/architecture.md, Event contract: the state after
+/// `event` (type without `response.`), `None` if the event may not come now.
 fn transition(kind: &str, st: St, event: &str) -> Option<St> {
     use St::*;
     let (delta, done) = match kind {

@@ -1,7 +1,7 @@
 """Which transcript answers a request, and which of its turns.
 
-A transcript (DESIGN §5) may hold several client round trips: a function call
-is run by the client, whose next request carries the `function_call_output`.
+A transcript (docs/architecture.md, Transcripts) may hold several client round
+trips: a function call is run by the client, whose next request carries the `function_call_output`.
 So a transcript is cut into *segments* after every model turn that ends in a
 `functions.*` call followed by its `tool_output`; segment k is the answer to
 the k-th request of the conversation. A request's segment is the number of

@@ -42,7 +42,7 @@ __all__ = [
     "parse_request",
 ]
 
-# The tool types the engine routes (DESIGN §4); anything else is a 400.
+# The tool types the engine routes (docs/architecture.md, Routing); anything else is a 400.
 SUPPORTED_TOOL_TYPES = ("function", "mcp", "web_search_preview", "web_search", "code_interpreter")
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 MAX_TOP_LOGPROBS = 20

@@ -1,4 +1,6 @@
-"""A stack validator for one whole Responses event stream (DESIGN.md §4).
+"""A stack validator for one whole Responses event stream.
+
+The rules are those of docs/architecture.md, Event contract.
 
 ``validate_stream(events)`` takes every event of one response, as the dicts of
 ``ResponseEvent.model_dump()``, and checks the contract:
@@ -9,15 +11,16 @@
 * items: one open at a time; every ``output_item.added`` has exactly one
   ``output_item.done`` with the same id and ``output_index``; ``output_index``
   counts from 0 without gap; nothing for an item outside added..done; each item
-  kind follows its own small state machine (the orders of §4); content parts
+  kind follows its own small state machine (the per-kind orders of the Event
+  contract); content parts
   pair up with ``content_index`` counting from 0;
 * texts: the deltas of an item add up to its ``.done`` text, which is the text of
   the closed content part and of the item in ``output_item.done``;
 * result: the terminal response's ``output`` is the list of the
   ``output_item.done`` items, in order (full equality);
 * schema: each event validates as openai-python's ``ResponseStreamEvent`` (and
-  round-trips unchanged, with no field the type does not know besides those §4
-  documents); the final response validates as ``Response``.
+  round-trips unchanged, with no field the type does not know besides those the
+  Event contract documents); the final response validates as ``Response``.
 
 It raises ``AssertionError`` naming the event (index, sequence number, type)
 and the rule, and returns the final response dict when the stream is valid.
@@ -25,25 +28,26 @@ and the rule, and returns the final response dict when the stream is valid.
 
 from __future__ import annotations
 
-import functools
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import ValidationError
+
+from .common import (
+    ENVELOPE,
+    TERMINAL,
+    Event,
+    Path,
+    event_adapter,
+    event_classes,
+    response_adapter,
+    unknown_fields,
+    where,
+)
 
 __all__ = ["ID_PREFIX", "LIFECYCLES", "validate_stream"]
 
-Event = dict[str, Any]
-
-TERMINAL = {
-    "response.completed": "completed",
-    "response.incomplete": "incomplete",
-    "response.failed": "failed",
-}
-ENVELOPE = {"response.created", "response.in_progress", *TERMINAL}
-
-# Id prefixes of DESIGN §4 (mcp_list_tools has none there: not checked).
+# Id prefixes of the Event contract (mcp_list_tools has none there: not checked).
 ID_PREFIX = {
     "reasoning": "rs_",
     "message": "msg_",
@@ -178,29 +182,11 @@ _ARG_KINDS = {
     ),
 }
 
-# Fields openai-python's types do not have but DESIGN §4 asks for: (event type, path).
-DOCUMENTED_EXTRAS: dict[tuple[str, str], set[str]] = {
-    ("response.function_call_arguments.done", "$"): {"name"},
+# Fields openai-python's types do not have but the Event contract asks for:
+# (event type, path) -> names.
+DOCUMENTED_EXTRAS: dict[tuple[str, Path], set[str]] = {
+    ("response.function_call_arguments.done", ()): {"name"},
 }
-
-
-@functools.cache
-def _adapters() -> tuple[TypeAdapter[Any], TypeAdapter[Any]]:
-    from openai.types.responses import Response, ResponseStreamEvent
-
-    return TypeAdapter(ResponseStreamEvent), TypeAdapter(Response)
-
-
-@functools.cache
-def _event_classes() -> dict[str, type[BaseModel]]:
-    """openai-python's event class for each event type (the union's discriminator)."""
-    from openai.types.responses import ResponseStreamEvent
-
-    out: dict[str, type[BaseModel]] = {}
-    for cls in typing.get_args(typing.get_args(ResponseStreamEvent)[0]):
-        for name in typing.get_args(cls.model_fields["type"].annotation):
-            out[name] = cls
-    return out
 
 
 def _short_errors(e: ValidationError) -> str:
@@ -211,17 +197,8 @@ def _short_errors(e: ValidationError) -> str:
     return shown + (f"; and {len(errs) - 3} more" if len(errs) > 3 else "")
 
 
-def _unknown_fields(model: Any, path: str = "$") -> list[tuple[str, set[str]]]:
-    out: list[tuple[str, set[str]]] = []
-    if isinstance(model, BaseModel):
-        if model.model_extra:
-            out.append((path, set(model.model_extra)))
-        for name in type(model).model_fields:
-            out += _unknown_fields(getattr(model, name), f"{path}.{name}")
-    elif isinstance(model, list):
-        for i, x in enumerate(model):
-            out += _unknown_fields(x, f"{path}[{i}]")
-    return out
+def _spelled(path: Path) -> str:
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
 
 
 @dataclass
@@ -251,8 +228,7 @@ class _Checker:
     # -- reporting -----------------------------------------------------------------
     def fail(self, msg: str) -> None:
         ev = self.events[self.i] if self.i < len(self.events) else {}
-        where = f"event #{self.i} (seq {ev.get('sequence_number')!r}, {ev.get('type')!r})"
-        raise AssertionError(f"{where}: {msg}")
+        raise AssertionError(f"{where(self.i, ev)}: {msg}")
 
     def expect(self, cond: bool, msg: str) -> None:
         if not cond:
@@ -277,8 +253,7 @@ class _Checker:
         return self.check_final(events[-1])
 
     def check_schema(self, ev: Event) -> None:
-        event_ta, _ = _adapters()
-        cls = _event_classes().get(ev.get("type"))  # type: ignore[arg-type]
+        cls = event_classes().get(ev.get("type"))  # type: ignore[arg-type]
         self.expect(cls is not None, "not a valid openai ResponseStreamEvent: unknown type")
         assert cls is not None
         try:
@@ -288,16 +263,18 @@ class _Checker:
         else:
             errors = ""
         self.expect(not errors, f"not a valid openai {cls.__name__}: {errors}")
-        model = event_ta.validate_python(ev)
+        model = event_adapter().validate_python(ev)
         self.expect(model.type == ev["type"], f"validated as {model.type!r}")
         dumped = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
         self.expect(
             dumped == ev,
             f"does not round-trip through openai-python unchanged: {dumped} != {ev}",
         )
-        for path, names in _unknown_fields(model):
+        for path, names in unknown_fields(model):
             unknown = names - DOCUMENTED_EXTRAS.get((ev["type"], path), set())
-            self.expect(not unknown, f"fields unknown to openai-python at {path}: {unknown}")
+            self.expect(
+                not unknown, f"fields unknown to openai-python at {_spelled(path)}: {unknown}"
+            )
 
     # -- one event -----------------------------------------------------------------
     def step(self, ev: Event) -> None:
@@ -595,9 +572,8 @@ class _Checker:
             0 <= usage["input_tokens_details"]["cached_tokens"] <= usage["input_tokens"],
             f"usage: 0 <= cached_tokens <= input_tokens: {usage}",
         )
-        _, response_ta = _adapters()
         try:
-            model = response_ta.validate_python(resp)
+            model = response_adapter().validate_python(resp)
         except ValidationError as e:
             errors = _short_errors(e)
         else:

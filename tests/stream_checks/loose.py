@@ -1,4 +1,4 @@
-"""Validators for Responses event streams, applicable to vLLM's own stream.
+"""Checks of a Responses event stream that vLLM 0.33's own stream also passes.
 
 `check_stack(events)` is the equivalent of vLLM's `validate_streaming_event_stack`
 (tests/entrypoints/openai/responses/conftest.py in vLLM): start/end events
@@ -7,32 +7,44 @@ within each item. Written for the dicts of the SSE data, and with the
 lifecycle events vLLM's table lacks (`mcp_call.failed`, a terminal
 `response.incomplete` / `response.failed`).
 
-`check_framing(result)` checks what the SSE layer adds: the `event:` line is
-the data's `type`, `sequence_number` counts 0, 1, 2, ….
+`check_framing(names, events)` checks what the SSE layer adds: the `event:` line
+is the data's `type`, `sequence_number` counts 0, 1, 2, ….
 
 `check_schema(events, final)` validates every event as openai-python's
 `ResponseStreamEvent` and the final response as `Response`.
 
-The project's strict validator (tests/_validator.py) also checks the DESIGN §4
-contract; vLLM 0.33's own stream does not meet it (see test_harness.py), so it
-is `check_strict` here, for streams of our engine only.
+The strict validator (`stream_checks.strict.validate_stream`) checks the whole
+Event contract of docs/architecture.md; vLLM 0.33's own stream does not meet it
+(see tests_vllm/test_harness.py), so the vLLM suite holds only streams of this
+project's engine to it.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
-import sys
-from pathlib import Path
 from typing import Any
 
-from openai.types.responses import Response, ResponseStreamEvent
-from pydantic import TypeAdapter
+from .common import (
+    ENVELOPE,
+    TERMINAL,
+    Event,
+    event_adapter,
+    item_adapter,
+    response_adapter,
+    streamed_items,
+    unknown_fields,
+    where,
+)
 
-Event = dict[str, Any]
-
-TERMINAL = ("response.completed", "response.incomplete", "response.failed")
-ENVELOPE = ("response.created", "response.in_progress", *TERMINAL)
+__all__ = [
+    "check_final_is_streamed_items",
+    "check_framing",
+    "check_output_indices",
+    "check_schema",
+    "check_stack",
+    "streamed_items",
+    "strip_vllm_envelope_extensions",
+]
 
 # end event -> the start event it closes (vLLM's table, plus mcp_call.failed)
 PAIRS = {
@@ -52,16 +64,13 @@ PAIRS = {
 STARTS = frozenset(PAIRS.values())
 
 
-def _where(i: int, ev: Event) -> str:
-    return f"event #{i} ({ev.get('type')}, seq {ev.get('sequence_number')})"
-
-
 def check_pairing(events: list[Event], *, zero_deltas: bool = True) -> None:
     """Start/end events nest; consecutive deltas of one type share a slot.
 
     vLLM's table pairs each `*.done` with its `*.delta`, so it rejects an item
     whose text or arguments are empty (a `.done` with no delta before it). Such
-    items are legal (DESIGN §4: `delta*`; openai-python's types) and vLLM 0.33
+    items are legal (docs/architecture.md, Event contract: `delta*`; openai-python's
+    types) and vLLM 0.33
     never meets them only because it drops those items from the stream
     altogether (#48274). With `zero_deltas` (the default) a `.done` whose deltas
     never came closes nothing; `zero_deltas=False` is vLLM's exact rule."""
@@ -83,7 +92,7 @@ def check_pairing(events: list[Event], *, zero_deltas: bool = True) -> None:
             top = stack[-1][1] if stack else "<empty>"
             if zero_deltas and top != want and want.endswith(".delta"):
                 continue
-            assert top == want, f"{_where(i, ev)} closes {want} but the open event is {top}"
+            assert top == want, f"{where(i, ev)} closes {want} but the open event is {top}"
             stack.pop()
         elif t in STARTS:
             if t.endswith(".delta") and stack and stack[-1][1] == t:
@@ -119,40 +128,40 @@ def check_item_fields(events: list[Event]) -> None:
             continue
         if t == "response.output_item.added":
             item = ev.get("item")
-            assert item is not None, f"{_where(i, ev)} has no item"
-            assert item.get("id"), f"{_where(i, ev)}: the item has no id"
+            assert item is not None, f"{where(i, ev)} has no item"
+            assert item.get("id"), f"{where(i, ev)}: the item has no id"
             index = ev.get("output_index")
             if index is not None:
-                assert index >= last_index, f"{_where(i, ev)}: output_index {index} < {last_index}"
+                assert index >= last_index, f"{where(i, ev)}: output_index {index} < {last_index}"
                 last_index = index
             active_id, active_index, active_content = item["id"], index, None
             continue
         if t == "response.output_item.done":
             item = ev.get("item")
-            assert item is not None, f"{_where(i, ev)} has no item"
+            assert item is not None, f"{where(i, ev)} has no item"
             if active_id is not None and item.get("id"):
                 assert item["id"] == active_id, (
-                    f"{_where(i, ev)}: item id {item['id']} != open item {active_id}"
+                    f"{where(i, ev)}: item id {item['id']} != open item {active_id}"
                 )
             index = ev.get("output_index")
             if active_index is not None and index is not None:
                 assert index == active_index, (
-                    f"{_where(i, ev)}: output_index {index} != open item's {active_index}"
+                    f"{where(i, ev)}: output_index {index} != open item's {active_index}"
                 )
             active_id = active_index = active_content = None
             continue
         item_id, index = ev.get("item_id"), ev.get("output_index")
         if active_id is not None and item_id is not None:
-            assert item_id == active_id, f"{_where(i, ev)}: item_id {item_id} != {active_id}"
+            assert item_id == active_id, f"{where(i, ev)}: item_id {item_id} != {active_id}"
         if active_index is not None and index is not None:
-            assert index == active_index, f"{_where(i, ev)}: output_index {index} != {active_index}"
+            assert index == active_index, f"{where(i, ev)}: output_index {index} != {active_index}"
         if t in ("response.content_part.added", "response.reasoning_part.added"):
             active_content = ev.get("content_index")
             continue
         content = ev.get("content_index")
         if content is not None and active_content is not None:
             assert content == active_content, (
-                f"{_where(i, ev)}: content_index {content} != {active_content}"
+                f"{where(i, ev)}: content_index {content} != {active_content}"
             )
 
 
@@ -167,55 +176,23 @@ def check_framing(names: list[str | None], events: list[Event]) -> None:
     """SSE `event:` line == data `type`; sequence_number 0, 1, 2, … without gap."""
     assert len(names) == len(events)
     for i, (name, ev) in enumerate(zip(names, events, strict=True)):
-        assert name == ev.get("type"), f"{_where(i, ev)}: SSE event line {name!r}"
-        assert ev.get("sequence_number") == i, f"{_where(i, ev)}: sequence_number, want {i}"
-
-
-@functools.cache
-def _event_adapter() -> TypeAdapter[Any]:
-    return TypeAdapter(ResponseStreamEvent)
+        assert name == ev.get("type"), f"{where(i, ev)}: SSE event line {name!r}"
+        assert ev.get("sequence_number") == i, f"{where(i, ev)}: sequence_number, want {i}"
 
 
 def check_schema(events: list[Event], final: dict[str, Any] | None = None) -> None:
     """Every event is an openai-python ResponseStreamEvent; the final response a Response."""
-    adapter = _event_adapter()
+    adapter = event_adapter()
     for i, ev in enumerate(events):
         try:
             adapter.validate_python(ev)
         except Exception as e:
-            raise AssertionError(f"{_where(i, ev)} is not a ResponseStreamEvent: {e}") from e
+            raise AssertionError(f"{where(i, ev)} is not a ResponseStreamEvent: {e}") from e
     if final is not None:
         try:
-            Response.model_validate(final)
+            response_adapter().validate_python(final)
         except Exception as e:
             raise AssertionError(f"the final response is not a Response: {e}") from e
-
-
-def check_strict(events: list[Event]) -> dict[str, Any]:
-    """The project's own strict contract validator (tests/_validator.py)."""
-    tests_dir = str(Path(__file__).resolve().parents[1] / "tests")
-    if tests_dir not in sys.path:
-        sys.path.insert(0, tests_dir)
-    from _validator import validate_stream  # type: ignore[import-not-found]
-
-    return validate_stream(events)  # type: ignore[no-any-return]
-
-
-def _unknown_paths(
-    model: Any, path: tuple[Any, ...] = ()
-) -> list[tuple[tuple[Any, ...], set[str]]]:
-    from pydantic import BaseModel
-
-    out: list[tuple[tuple[Any, ...], set[str]]] = []
-    if isinstance(model, BaseModel):
-        if model.model_extra:
-            out.append((path, set(model.model_extra)))
-        for name in type(model).model_fields:
-            out += _unknown_paths(getattr(model, name), (*path, name))
-    elif isinstance(model, list):
-        for i, x in enumerate(model):
-            out += _unknown_paths(x, (*path, i))
-    return out
 
 
 def strip_vllm_envelope_extensions(events: list[Event]) -> list[Event]:
@@ -223,12 +200,12 @@ def strip_vllm_envelope_extensions(events: list[Event]) -> list[Event]:
     to the response object of the envelope events (kv_transfer_params,
     input_messages, per-turn usage, …): fields openai-python does not know,
     outside `response.output` (the items, which are checked as they are)."""
-    adapter = _event_adapter()
+    adapter = event_adapter()
     out = []
     for ev in events:
         ev = copy.deepcopy(ev)
         if ev.get("type") in ENVELOPE:
-            for path, keys in _unknown_paths(adapter.validate_python(ev)):
+            for path, keys in unknown_fields(adapter.validate_python(ev)):
                 if len(path) >= 2 and path[:2] == ("response", "output"):
                     continue
                 node: Any = ev
@@ -240,24 +217,13 @@ def strip_vllm_envelope_extensions(events: list[Event]) -> list[Event]:
     return out
 
 
-@functools.cache
-def _item_adapter() -> TypeAdapter[Any]:
-    from openai.types.responses import ResponseOutputItem
-
-    return TypeAdapter(ResponseOutputItem)
-
-
-def streamed_items(events: list[Event]) -> list[dict[str, Any]]:
-    return [ev["item"] for ev in events if ev["type"] == "response.output_item.done"]
-
-
 def check_final_is_streamed_items(events: list[Event]) -> None:
-    """DESIGN §4: the terminal response's `output` is the `output_item.done` items,
+    """Event contract: the terminal response's `output` is the `output_item.done` items,
     in order; compared as openai-python items (a field sent as null equals one
     left out)."""
     final = events[-1]["response"]["output"]
     done = streamed_items(events)
-    adapter = _item_adapter()
+    adapter = item_adapter()
     assert len(final) == len(done), (
         f"final output has {len(final)} items, the stream closed {len(done)}: "
         f"{[i.get('type') for i in final]} vs {[i.get('type') for i in done]}"
@@ -269,7 +235,7 @@ def check_final_is_streamed_items(events: list[Event]) -> None:
 
 
 def check_output_indices(events: list[Event]) -> None:
-    """DESIGN §4: output_index counts the items from 0 without gap or reuse, one
+    """Event contract: output_index counts the items from 0 without gap or reuse, one
     open at a time."""
     added = [ev for ev in events if ev["type"] == "response.output_item.added"]
     assert [ev["output_index"] for ev in added] == list(range(len(added))), [
@@ -278,8 +244,8 @@ def check_output_indices(events: list[Event]) -> None:
     open_index = None
     for i, ev in enumerate(events):
         if ev["type"] == "response.output_item.added":
-            assert open_index is None, f"{_where(i, ev)}: item {open_index} still open"
+            assert open_index is None, f"{where(i, ev)}: item {open_index} still open"
             open_index = ev["output_index"]
         elif ev["type"] == "response.output_item.done":
-            assert ev["output_index"] == open_index, f"{_where(i, ev)}: closes {open_index}"
+            assert ev["output_index"] == open_index, f"{where(i, ev)}: closes {open_index}"
             open_index = None
