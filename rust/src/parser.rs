@@ -150,8 +150,7 @@ impl Parser {
         Ok(())
     }
 
-    /// The error for an id outside the vocabulary (also used by bindings for
-    /// ids that do not fit in `u32`).
+    /// The error for token id `token`, outside the vocabulary, at token `index`.
     pub fn invalid_token(&self, index: usize, token: i64) -> Error {
         Error::InvalidToken {
             index,
