@@ -138,6 +138,7 @@ impl ContentState {
     /// Appends a token's bytes: decoded text goes to `text` at once, undecodable
     /// bytes wait in `held`. True when the token was text on its own (the usual
     /// case: then it is a delta even if empty).
+    #[inline]
     fn push(&mut self, bytes: &[u8]) -> bool {
         if self.held_start == self.held.len() {
             if let Ok(s) = std::str::from_utf8(bytes) {
@@ -267,10 +268,25 @@ impl Parser {
             return Err(self.invalid_token(self.index, i64::from(token)));
         }
         self.last_delta = None;
-        let step = match self.state {
+        let step = match &mut self.state {
             State::ExpectStart => self.on_expect_start(token)?,
             State::Header(_) => self.on_header(token)?,
-            State::Content(_) => self.on_content(token),
+            State::Content(c) => match end_token(token) {
+                Some(end) => self.close_message(end),
+                None => {
+                    // The hot path: one text token.
+                    let start = c.text.len();
+                    let whole = c.push(self.vocab.token_bytes(token).unwrap_or_default());
+                    let delta = whole || c.text.len() > start;
+                    if delta {
+                        self.last_delta = Some((start, c.text.len()));
+                    }
+                    Step {
+                        delta,
+                        ..Step::default()
+                    }
+                }
+            },
         };
         self.index += 1;
         Ok(step)
@@ -607,25 +623,6 @@ impl Parser {
         }
         self.apply_fixes(&mut header);
         Some((header, content.to_string()))
-    }
-
-    fn on_content(&mut self, token: u32) -> Step {
-        if let Some(end) = end_token(token) {
-            return self.close_message(end);
-        }
-        let State::Content(c) = &mut self.state else {
-            return Step::default();
-        };
-        let start = c.text.len();
-        let whole = c.push(self.vocab.token_bytes(token).unwrap_or_default());
-        let delta = whole || c.text.len() > start;
-        if delta {
-            self.last_delta = Some((start, c.text.len()));
-        }
-        Step {
-            delta,
-            ..Step::default()
-        }
     }
 
     fn close_message(&mut self, end: EndToken) -> Step {
