@@ -1,19 +1,25 @@
 //! The Responses event engine: Harmony tokens in, Responses streaming events out.
 //!
-//! One [`ResponseStream`] per response. It owns a lenient [`Parser`], routes each
-//! message ([`crate::router`]), gives every item its whole lifecycle (also with
-//! no delta), numbers events, and keeps the done items so the final `Response`
-//! is exactly what was streamed. Events are written as JSON once, when they are
-//! made; `sequence_number` is appended at write time so callers may renumber.
+//! One [`ResponseStream`] per response: the state machine. It owns a lenient
+//! [`Parser`], routes each message ([`crate::router`]) to an item
+//! ([`crate::item`]), gives every item its whole lifecycle (also with no delta),
+//! holds the server-run call that waits for its output, numbers events, and keeps
+//! the done items so the final `Response` is exactly what was streamed. Events
+//! are written as JSON ([`crate::wire`]) once, when they are made;
+//! `sequence_number` is appended at write time so callers may renumber.
 
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::json::{key, push_f64, push_opt_str, push_str, push_u64};
+use crate::item::{IdGen, Item, Kind, Outcome, Status};
+use crate::json::{key, push_str, push_u64};
 use crate::message::{Header, Role};
-use crate::parser::{Parser, StreamState};
-use crate::router::{route_with_tools, BrowserAction, Route, Tool};
+use crate::parser::{Parser, Step, StreamState};
+use crate::router::{route_with_tools, BrowserAction, Tool};
 use crate::vocab::Vocab;
+use crate::wire;
+
+pub use crate::item::TokenLogprob;
 
 /// One streaming event: its `type` and its other members as JSON.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +34,7 @@ pub struct Event {
 impl Event {
     /// Appends the event's JSON with the given sequence number.
     pub fn write_json(&self, sequence_number: u64, out: &mut String) {
-        write_event(out, self.kind, sequence_number, &self.body, false);
+        wire::write_event(out, self.kind, sequence_number, &self.body, false);
     }
 
     /// The event's JSON with its own sequence number.
@@ -40,7 +46,7 @@ impl Event {
 
     /// Appends `event: TYPE\ndata: JSON\n\n`.
     pub fn write_sse(&self, sequence_number: u64, out: &mut String) {
-        write_event(out, self.kind, sequence_number, &self.body, true);
+        wire::write_event(out, self.kind, sequence_number, &self.body, true);
     }
 }
 
@@ -65,41 +71,8 @@ impl EventSink for Vec<Event> {
 impl EventSink for String {
     #[inline]
     fn event(&mut self, kind: &'static str, sequence_number: u64, body: &str) {
-        write_event(self, kind, sequence_number, body, true);
+        wire::write_event(self, kind, sequence_number, body, true);
     }
-}
-
-/// Writes one event as JSON, or as an SSE block when `sse`.
-#[inline]
-fn write_event(out: &mut String, kind: &str, sequence_number: u64, body: &str, sse: bool) {
-    out.reserve(body.len() + 2 * kind.len() + 48);
-    if sse {
-        out.push_str("event: ");
-        out.push_str(kind);
-        out.push_str("\ndata: ");
-    }
-    out.push_str("{\"type\":\"");
-    out.push_str(kind);
-    out.push('"');
-    if !body.is_empty() {
-        out.push(',');
-        out.push_str(body);
-    }
-    out.push_str(",\"sequence_number\":");
-    push_u64(out, sequence_number);
-    out.push('}');
-    if sse {
-        out.push_str("\n\n");
-    }
-}
-
-/// The log probability of one sampled token, with its top alternatives.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenLogprob {
-    /// Log probability of the sampled token.
-    pub logprob: f64,
-    /// `(token id, log probability)` of the top alternatives.
-    pub top: Vec<(u32, f64)>,
 }
 
 /// Why generation ended.
@@ -141,35 +114,56 @@ pub struct ResponseConfig {
     pub id_seed: Option<u64>,
 }
 
+/// The kind of a server-run call ([`PendingCall`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// An `mcp_call`: run it on the MCP server `server_label`.
+    Mcp,
+    /// A `code_interpreter_call` (the `python` tool).
+    CodeInterpreter,
+    /// A `web_search_call` (the `browser` tool).
+    WebSearch,
+}
+
+impl CallKind {
+    /// `"mcp"`, `"code_interpreter"` or `"web_search"` (the tool types).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mcp => "mcp",
+            Self::CodeInterpreter => "code_interpreter",
+            Self::WebSearch => "web_search",
+        }
+    }
+}
+
+/// The server-run call waiting for [`ResponseStream::tool_output`]: what the
+/// server needs to run it, without reading back the events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingCall<'a> {
+    /// Which tool runs it.
+    pub kind: CallKind,
+    /// The item id (`mcp_…`, `ci_…`, `ws_…`).
+    pub item_id: &'a str,
+    /// The item's `output_index`.
+    pub output_index: u64,
+    /// The MCP tool name (`None` for the built-in tools).
+    pub name: Option<&'a str>,
+    /// The MCP server label (`None` for the built-in tools).
+    pub server_label: Option<&'a str>,
+    /// The MCP call's arguments, the python code, or the browser call's arguments,
+    /// as the model wrote them.
+    pub arguments: &'a str,
+    /// The code interpreter's container id.
+    pub container_id: Option<&'a str>,
+    /// The browser call's action.
+    pub browser_action: Option<BrowserAction>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     New,
     Streaming,
     Finished,
-}
-
-#[derive(Debug, Clone)]
-struct Item {
-    route: Route,
-    id: String,
-    call_id: String,
-    output_index: u64,
-    /// The item's text: set from the parser's message when it completes.
-    text: String,
-    /// Bytes of text already sent as deltas.
-    emitted: usize,
-    logprobs: Vec<(u32, TokenLogprob)>,
-    container_id: String,
-    result: Option<Outcome>,
-}
-
-/// The result a server-run call got.
-#[derive(Debug, Clone)]
-enum Outcome {
-    Output(String),
-    Error(String),
-    /// No result ever came (the item closes `incomplete`).
-    Missing,
 }
 
 /// What a built-in call's result was.
@@ -184,25 +178,45 @@ enum ToolResult<'a> {
     Missing,
 }
 
-/// splitmix64: ids that look random and never repeat within a stream.
-#[derive(Debug, Clone)]
-struct IdGen(u64);
-
-impl IdGen {
-    fn next(&mut self, prefix: &str) -> String {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        format!("{prefix}_{z:016x}{:08x}", (self.0 >> 32) as u32)
-    }
-}
-
 fn random_seed() -> u64 {
     use std::collections::hash_map::RandomState;
     use std::hash::BuildHasher;
     RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// Where events go out: the next sequence number, the body buffer reused by
+/// deltas, and the logprobs of the tokens whose text is not sent yet.
+#[derive(Debug, Clone)]
+struct Emitter {
+    vocab: Arc<Vocab>,
+    seq: u64,
+    body: String,
+    logprobs: Vec<(u32, TokenLogprob)>,
+}
+
+impl Emitter {
+    #[inline]
+    fn emit<S: EventSink>(&mut self, out: &mut S, kind: &'static str, body: &str) {
+        out.event(kind, self.seq, body);
+        self.seq += 1;
+    }
+
+    /// Sends one content delta of `item` (the hot path: no allocation but the
+    /// event's own); a message's delta carries (and its item keeps) the held logprobs.
+    #[inline]
+    fn delta<S: EventSink>(&mut self, item: &mut Item, delta: &str, out: &mut S) {
+        item.emitted += delta.len();
+        if let Some(kind) = item.kind.delta_event() {
+            self.body.clear();
+            wire::delta_body(&mut self.body, item, delta, &self.logprobs, &self.vocab);
+            if let Kind::Message { .. } = item.kind {
+                item.logprobs.append(&mut self.logprobs);
+            }
+            out.event(kind, self.seq, &self.body);
+            self.seq += 1;
+        }
+        self.logprobs.clear();
+    }
 }
 
 /// A response being streamed.
@@ -213,19 +227,22 @@ pub struct ResponseStream {
     parser: Parser,
     response_id: String,
     ids: IdGen,
-    seq: u64,
+    em: Emitter,
     phase: Phase,
     next_index: u64,
+    /// The item whose message is being read.
     open: Option<Item>,
+    /// The server-run call waiting for its output.
     pending: Option<Item>,
+    /// A function call ended the turn: `tool_output` may answer it.
     function_waiting: bool,
+    /// The JSON of the done items.
     output: Vec<String>,
     output_tokens: u64,
     reasoning_tokens: u64,
-    pending_logprobs: Vec<(u32, TokenLogprob)>,
+    /// The page the last browser `open` went to (the url of a later `find`).
     last_url: Option<String>,
-    body: String,
-    status: &'static str,
+    status: Status,
     error_message: Option<String>,
 }
 
@@ -236,11 +253,16 @@ impl ResponseStream {
         let response_id = cfg.response_id.clone().unwrap_or_else(|| ids.next("resp"));
         Self {
             parser: Parser::new(Arc::clone(&vocab), Some(Role::Assistant), false),
+            em: Emitter {
+                vocab: Arc::clone(&vocab),
+                seq: 0,
+                body: String::with_capacity(256),
+                logprobs: Vec::new(),
+            },
             vocab,
             cfg,
             response_id,
             ids,
-            seq: 0,
             phase: Phase::New,
             next_index: 0,
             open: None,
@@ -249,10 +271,8 @@ impl ResponseStream {
             output: Vec::new(),
             output_tokens: 0,
             reasoning_tokens: 0,
-            pending_logprobs: Vec::new(),
             last_url: None,
-            body: String::with_capacity(256),
-            status: "in_progress",
+            status: Status::InProgress,
             error_message: None,
         }
     }
@@ -272,6 +292,39 @@ impl ResponseStream {
         self.pending.is_some()
     }
 
+    /// The server-run call (MCP, python, browser) waiting for [`Self::tool_output`],
+    /// if any. A function call the client runs is not one: it ends the response.
+    pub fn pending_call(&self) -> Option<PendingCall<'_>> {
+        let item = self.pending.as_ref()?;
+        let mut call = PendingCall {
+            kind: CallKind::Mcp,
+            item_id: &item.id,
+            output_index: item.output_index,
+            name: None,
+            server_label: None,
+            arguments: &item.text,
+            container_id: None,
+            browser_action: None,
+        };
+        match &item.kind {
+            Kind::Mcp { server_label, name } => {
+                call.name = Some(name);
+                call.server_label = Some(server_label);
+            }
+            Kind::CodeInterpreter { container_id } => {
+                call.kind = CallKind::CodeInterpreter;
+                call.container_id = Some(container_id);
+            }
+            Kind::WebSearch(action) => {
+                call.kind = CallKind::WebSearch;
+                call.browser_action = Some(action.browser_action());
+            }
+            // Only server-run calls wait (`await_or_finish`).
+            Kind::Reasoning | Kind::Message { .. } | Kind::Function { .. } => return None,
+        }
+        Some(call)
+    }
+
     /// The parser of the current turn (read-only).
     pub fn parser(&self) -> &Parser {
         &self.parser
@@ -279,8 +332,7 @@ impl ResponseStream {
 
     #[inline]
     fn emit<S: EventSink>(&mut self, out: &mut S, kind: &'static str, body: impl AsRef<str>) {
-        out.event(kind, self.seq, body.as_ref());
-        self.seq += 1;
+        self.em.emit(out, kind, body.as_ref());
     }
 
     fn check_open(&self, what: &str) -> Result<()> {
@@ -292,6 +344,15 @@ impl ResponseStream {
         Ok(())
     }
 
+    /// `{"response": …}`: the body of the response-level events.
+    fn response_body(&self) -> String {
+        let resp = self.response_json();
+        let mut body = String::with_capacity(resp.len() + 12);
+        key(&mut body, "response");
+        body.push_str(&resp);
+        body
+    }
+
     /// `response.created`, `response.in_progress`, then the `mcp_list_tools` items.
     pub fn start<S: EventSink>(&mut self, out: &mut S) -> Result<()> {
         self.check_open("start()")?;
@@ -299,43 +360,28 @@ impl ResponseStream {
             return Err(Error::StreamState("start() was already called".into()));
         }
         self.phase = Phase::Streaming;
-        let resp = self.response_json();
-        let mut body = String::with_capacity(resp.len() + 12);
-        key(&mut body, "response");
-        body.push_str(&resp);
+        let body = self.response_body();
         self.emit(out, "response.created", &body);
         self.emit(out, "response.in_progress", body);
         for (label, tools) in self.cfg.mcp_listings.clone() {
             let id = self.ids.next("mcpl");
             let index = self.next_index;
             self.next_index += 1;
-            let item = |tools: &str| {
-                let mut s = String::from("{");
-                key(&mut s, "id");
-                push_str(&mut s, &id);
-                s.push_str(",\"type\":\"mcp_list_tools\",");
-                key(&mut s, "server_label");
-                push_str(&mut s, &label);
-                s.push(',');
-                key(&mut s, "tools");
-                s.push_str(tools);
-                s.push('}');
-                s
-            };
-            let added = item("[]");
-            self.emit(out, "response.output_item.added", item_event(index, &added));
+            let added = wire::mcp_list_tools_json(&id, &label, "[]");
             self.emit(
                 out,
-                "response.mcp_list_tools.in_progress",
-                ref_event(&id, index),
+                "response.output_item.added",
+                wire::item_event(index, &added),
             );
+            let r = wire::ref_event(&id, index);
+            self.emit(out, "response.mcp_list_tools.in_progress", &r);
+            self.emit(out, "response.mcp_list_tools.completed", r);
+            let done = wire::mcp_list_tools_json(&id, &label, &tools);
             self.emit(
                 out,
-                "response.mcp_list_tools.completed",
-                ref_event(&id, index),
+                "response.output_item.done",
+                wire::item_event(index, &done),
             );
-            let done = item(&tools);
-            self.emit(out, "response.output_item.done", item_event(index, &done));
             self.output.push(done);
         }
         Ok(())
@@ -374,10 +420,10 @@ impl ResponseStream {
                 self.reasoning_tokens += 1;
             }
             if let (true, Some(lp)) = (self.cfg.logprobs, logprobs) {
-                self.pending_logprobs.push((tok, lp[i].clone()));
+                self.em.logprobs.push((tok, lp[i].clone()));
             }
             let step = self.parser.process(tok)?;
-            self.after_step(step, out, "completed");
+            self.after_step(step, out, Status::Completed);
         }
         Ok(())
     }
@@ -427,12 +473,9 @@ impl ResponseStream {
         Ok(())
     }
 
-    fn after_step<S: EventSink>(
-        &mut self,
-        step: crate::parser::Step,
-        out: &mut S,
-        status: &'static str,
-    ) {
+    /// What one parser step means for the items. `status`: how a message that
+    /// completes here closes (`incomplete` when the response was cut).
+    fn after_step<S: EventSink>(&mut self, step: Step, out: &mut S, status: Status) {
         if step.header_done {
             if let Some(h) = self.parser.current_header().cloned() {
                 self.open_item(&h, out);
@@ -441,15 +484,7 @@ impl ResponseStream {
         if step.delta {
             let delta = self.parser.last_content_delta().unwrap_or_default();
             if let Some(item) = self.open.as_mut() {
-                write_delta(
-                    item,
-                    delta,
-                    &mut self.body,
-                    &mut self.seq,
-                    &mut self.pending_logprobs,
-                    &self.vocab,
-                    out,
-                );
+                self.em.delta(item, delta, out);
             }
         }
         if step.message_done {
@@ -457,92 +492,52 @@ impl ResponseStream {
         }
     }
 
+    /// A new item for a message whose header is complete: `output_item.added`,
+    /// its content part or its `in_progress` event (a browser call: later).
     fn open_item<S: EventSink>(&mut self, header: &Header, out: &mut S) {
         if self.pending.is_some() {
             // The model went on without the tool result: that call gets none.
-            self.fail_pending(
-                out,
+            self.complete_pending(
                 ToolResult::Skipped("the model continued before the tool result arrived"),
+                out,
             );
         }
         self.function_waiting = false;
-        self.pending_logprobs.clear();
+        self.em.logprobs.clear();
         let route = route_with_tools(header, &self.cfg.tools);
-        let prefix = match &route {
-            Route::Reasoning => "rs",
-            Route::Message { .. } => "msg",
-            Route::Function { .. } => "fc",
-            Route::Mcp { .. } => "mcp",
-            Route::CodeInterpreter => "ci",
-            Route::WebSearch(_) => "ws",
-        };
-        let id = self.ids.next(prefix);
-        let call_id = if matches!(route, Route::Function { .. }) {
-            self.ids.next("call")
-        } else {
-            String::new()
-        };
-        let container_id = if matches!(route, Route::CodeInterpreter) {
-            self.cfg
-                .tools
-                .iter()
-                .find_map(|t| match t {
-                    Tool::CodeInterpreter { container_id } => container_id.clone(),
-                    _ => None,
-                })
-                .unwrap_or_else(|| self.ids.next("cntr"))
-        } else {
-            String::new()
-        };
-        let item = Item {
-            route,
-            id,
-            call_id,
-            output_index: self.next_index,
-            text: String::new(),
-            emitted: 0,
-            logprobs: Vec::new(),
-            container_id,
-            result: None,
-        };
+        let item = Item::new(route, self.next_index, &mut self.ids, &self.cfg.tools);
         self.next_index += 1;
-        let (idx, id) = (item.output_index, item.id.clone());
-        match &item.route {
-            Route::WebSearch(_) => {} // the action is known only at the end of the call
-            route => {
-                let added = self.item_json(&item, "in_progress", true);
-                self.emit(out, "response.output_item.added", item_event(idx, &added));
-                match route {
-                    Route::Reasoning => self.emit(
-                        out,
-                        "response.content_part.added",
-                        part_event(&id, idx, "{\"type\":\"reasoning_text\",\"text\":\"\"}"),
-                    ),
-                    Route::Message { .. } => self.emit(
-                        out,
-                        "response.content_part.added",
-                        part_event(
-                            &id,
-                            idx,
-                            "{\"type\":\"output_text\",\"text\":\"\",\"annotations\":[],\"logprobs\":[]}",
-                        ),
-                    ),
-                    Route::Mcp { .. } => {
-                        self.emit(out, "response.mcp_call.in_progress", ref_event(&id, idx))
-                    }
-                    Route::CodeInterpreter => self.emit(
-                        out,
-                        "response.code_interpreter_call.in_progress",
-                        ref_event(&id, idx),
-                    ),
-                    _ => {}
-                }
-            }
+        if item.kind.added_at_header() {
+            self.announce(&item, out);
         }
         self.open = Some(item);
     }
 
-    fn message_done<S: EventSink>(&mut self, out: &mut S, status: &'static str) {
+    /// `output_item.added`, then the empty content part or the call's `in_progress`.
+    fn announce<S: EventSink>(&mut self, item: &Item, out: &mut S) {
+        let (id, idx) = (&item.id, item.output_index);
+        let added = wire::item_json(item, Status::InProgress, true, &self.vocab);
+        self.emit(
+            out,
+            "response.output_item.added",
+            wire::item_event(idx, &added),
+        );
+        if item.kind.has_part() {
+            let part = wire::empty_part(&item.kind);
+            self.emit(
+                out,
+                "response.content_part.added",
+                wire::part_event(id, idx, part),
+            );
+        }
+        if let Some(kind) = item.kind.in_progress_event() {
+            self.emit(out, kind, wire::ref_event(id, idx));
+        }
+    }
+
+    /// The parser completed a message: the open item gets its text and its done
+    /// events; a server-run call then waits for its output.
+    fn message_done<S: EventSink>(&mut self, out: &mut S, status: Status) {
         let Some(msg) = self.parser.pop_message() else {
             return;
         };
@@ -550,114 +545,53 @@ impl ResponseStream {
             // A message the lenient parser built without a header (stray text).
             self.open_item(&msg.header, out);
         }
-        if let Some(item) = self.open.as_mut() {
-            // The deltas spelled a prefix of the content; an undecodable tail
-            // (U+FFFD at end of stream) is sent as a last delta.
-            if let Some(tail) = msg.content.get(item.emitted..).filter(|t| !t.is_empty()) {
-                write_delta(
-                    item,
-                    tail,
-                    &mut self.body,
-                    &mut self.seq,
-                    &mut self.pending_logprobs,
-                    &self.vocab,
-                    out,
-                );
-            }
-        }
         let Some(mut item) = self.open.take() else {
             return;
         };
-        item.text = msg.content;
-        let (id, idx) = (item.id.clone(), item.output_index);
-        match &item.route {
-            Route::Reasoning | Route::Message { .. } => {
-                let is_msg = matches!(item.route, Route::Message { .. });
-                let mut body = String::from("\"content_index\":0,");
-                key(&mut body, "item_id");
-                push_str(&mut body, &id);
-                if is_msg {
-                    body.push(',');
-                    key(&mut body, "logprobs");
-                    write_logprobs(&self.vocab, &item.logprobs, false, &mut body);
-                }
-                body.push(',');
-                key(&mut body, "output_index");
-                push_u64(&mut body, idx);
-                body.push(',');
-                key(&mut body, "text");
-                push_str(&mut body, &item.text);
-                let kind = if is_msg {
-                    "response.output_text.done"
-                } else {
-                    "response.reasoning_text.done"
-                };
-                self.emit(out, kind, body);
-                let part = self.part_json(&item);
-                self.emit(
-                    out,
-                    "response.content_part.done",
-                    part_event(&id, idx, &part),
-                );
-                self.finish_item(item, status, out);
-            }
-            Route::Function { name } => {
-                let body = text_done_body("arguments", &item.text, &id, idx, Some(name));
-                self.emit(out, "response.function_call_arguments.done", body);
-                self.finish_item(item, status, out);
-                self.function_waiting = status == "completed";
-            }
-            Route::Mcp { .. } => {
-                let body = text_done_body("arguments", &item.text, &id, idx, None);
-                self.emit(out, "response.mcp_call_arguments.done", body);
-                self.await_or_finish(item, status, out);
-            }
-            Route::CodeInterpreter => {
-                let body = text_done_body("code", &item.text, &id, idx, None);
-                self.emit(out, "response.code_interpreter_call_code.done", body);
-                if status == "completed" {
-                    self.emit(
-                        out,
-                        "response.code_interpreter_call.interpreting",
-                        ref_event(&id, idx),
-                    );
-                }
-                self.await_or_finish(item, status, out);
-            }
-            Route::WebSearch(_) => {
-                let added = self.item_json(&item, "in_progress", true);
-                self.emit(out, "response.output_item.added", item_event(idx, &added));
-                self.emit(
-                    out,
-                    "response.web_search_call.in_progress",
-                    ref_event(&id, idx),
-                );
-                if status == "completed" {
-                    self.emit(
-                        out,
-                        "response.web_search_call.searching",
-                        ref_event(&id, idx),
-                    );
-                }
-                self.await_or_finish(item, status, out);
-            }
+        // The deltas spelled a prefix of the content; an undecodable tail
+        // (U+FFFD at end of stream) is sent as a last delta.
+        if let Some(tail) = msg.content.get(item.emitted..).filter(|t| !t.is_empty()) {
+            self.em.delta(&mut item, tail, out);
         }
-    }
-
-    fn await_or_finish<S: EventSink>(&mut self, item: Item, status: &'static str, out: &mut S) {
-        if status == "completed" {
+        item.text = msg.content;
+        item.kind.resolve(&item.text, &mut self.last_url);
+        let (id, idx) = (item.id.clone(), item.output_index);
+        if !item.kind.added_at_header() {
+            self.announce(&item, out);
+        }
+        if let Some(kind) = item.kind.text_done_event() {
+            self.emit(out, kind, wire::text_done_body(&item, &self.vocab));
+        }
+        if item.kind.has_part() {
+            let part = wire::part_json(&item, &self.vocab);
+            self.emit(
+                out,
+                "response.content_part.done",
+                wire::part_event(&id, idx, &part),
+            );
+        }
+        if !item.kind.is_server_run() {
+            self.finish_item(&item, status, out);
+            if let Kind::Function { .. } = item.kind {
+                // The client runs it; it may send the result with `tool_output`.
+                self.function_waiting = status == Status::Completed;
+            }
+        } else if status == Status::Completed {
+            if let Some(kind) = item.kind.running_event() {
+                self.emit(out, kind, wire::ref_event(&id, idx));
+            }
             self.pending = Some(item);
         } else {
-            self.finish_item(item, status, out);
+            self.finish_item(&item, status, out);
         }
     }
 
-    fn finish_item<S: EventSink>(&mut self, item: Item, status: &'static str, out: &mut S) {
-        let done = self.item_json(&item, status, false);
+    fn finish_item<S: EventSink>(&mut self, item: &Item, status: Status, out: &mut S) {
+        let done = wire::item_json(item, status, false, &self.vocab);
         self.emit(
             out,
             "response.output_item.done",
-            item_event(item.output_index, &done),
+            wire::item_event(item.output_index, &done),
         );
         self.output.push(done);
     }
@@ -688,67 +622,42 @@ impl ResponseStream {
         // completion ends here, so whatever its parser holds becomes items now
         // (after the answered call), before the next completion's parser starts.
         let step = self.parser.process_eos()?;
-        self.after_step(step, out, "completed");
-        if self.pending.is_some() {
-            self.fail_pending(
-                out,
-                ToolResult::Skipped("a second call in the same completion was not run"),
-            );
-        }
+        self.after_step(step, out, Status::Completed);
+        self.complete_pending(
+            ToolResult::Skipped("a second call in the same completion was not run"),
+            out,
+        );
         self.function_waiting = false;
         self.parser = Parser::new(Arc::clone(&self.vocab), Some(Role::Assistant), false);
         Ok(())
     }
 
-    /// Closes a call that will never get its result.
-    fn fail_pending<S: EventSink>(&mut self, out: &mut S, result: ToolResult<'static>) {
-        self.complete_pending(result, out);
-    }
-
+    /// Closes the waiting call, if any, with its result.
     fn complete_pending<S: EventSink>(&mut self, result: ToolResult<'_>, out: &mut S) {
         let Some(mut item) = self.pending.take() else {
             return;
         };
-        let (id, idx) = (item.id.clone(), item.output_index);
-        let status = match (&item.route, &result) {
-            (_, ToolResult::Missing) => "incomplete",
-            (Route::CodeInterpreter | Route::WebSearch(_), ToolResult::Skipped(_)) => "incomplete",
-            (Route::Mcp { .. }, ToolResult::Output(_)) => {
-                self.emit(out, "response.mcp_call.completed", ref_event(&id, idx));
-                "completed"
-            }
-            (Route::Mcp { .. }, _) => {
-                self.emit(out, "response.mcp_call.failed", ref_event(&id, idx));
-                "failed"
-            }
-            (Route::CodeInterpreter, ToolResult::Output(_)) => {
-                self.emit(
-                    out,
-                    "response.code_interpreter_call.completed",
-                    ref_event(&id, idx),
-                );
-                "completed"
-            }
-            (Route::WebSearch(_), ToolResult::Output(_)) => {
-                self.emit(
-                    out,
-                    "response.web_search_call.completed",
-                    ref_event(&id, idx),
-                );
-                "completed"
-            }
-            (Route::CodeInterpreter | Route::WebSearch(_), ToolResult::Error(_)) => "failed",
-            _ => "incomplete",
+        let (id, idx) = (item.id.as_str(), item.output_index);
+        let failed_event = item.kind.failed_event();
+        let (status, event) = match result {
+            ToolResult::Missing => (Status::Incomplete, None),
+            ToolResult::Output(_) => (Status::Completed, item.kind.completed_event()),
+            ToolResult::Error(_) => (Status::Failed, failed_event),
+            ToolResult::Skipped(_) if failed_event.is_some() => (Status::Failed, failed_event),
+            ToolResult::Skipped(_) => (Status::Incomplete, None),
         };
+        if let Some(kind) = event {
+            let body = wire::ref_event(id, idx);
+            self.emit(out, kind, body);
+        }
         item.result = Some(match result {
             ToolResult::Output(o) => Outcome::Output(o.to_string()),
             ToolResult::Error(e) => Outcome::Error(e.to_string()),
-            ToolResult::Skipped(why) if matches!(item.route, Route::Mcp { .. }) => {
-                Outcome::Error(why.to_string())
-            }
+            // A call that has a failed event says why it failed.
+            ToolResult::Skipped(why) if failed_event.is_some() => Outcome::Error(why.to_string()),
             ToolResult::Skipped(_) | ToolResult::Missing => Outcome::Missing,
         });
-        self.finish_item(item, status, out);
+        self.finish_item(&item, status, out);
     }
 
     /// Ends the response: closes what is open and emits the terminal event.
@@ -758,45 +667,38 @@ impl ResponseStream {
             self.start(out)?;
         }
         let close_status = match reason {
-            FinishReason::Stop => "completed",
-            _ => "incomplete",
+            FinishReason::Stop => Status::Completed,
+            _ => Status::Incomplete,
         };
+        // The end of the stream closes the open message, and with it the open item.
         let step = self.parser.process_eos()?;
         self.after_step(step, out, close_status);
-        if let Some(item) = self.open.take() {
-            // Not reachable (end of stream closes the open message); closed safely anyway.
-            self.finish_item(item, close_status, out);
-        }
-        if self.pending.is_some() {
-            let result = match reason {
-                FinishReason::Stop => {
-                    ToolResult::Skipped("the response finished before the tool result arrived")
-                }
-                _ => ToolResult::Missing,
-            };
-            self.fail_pending(out, result);
-        }
-        self.function_waiting = false;
-        let kind = match &reason {
+        debug_assert!(self.open.is_none(), "end of stream left an item open");
+        let result = match reason {
             FinishReason::Stop => {
-                self.status = "completed";
+                ToolResult::Skipped("the response finished before the tool result arrived")
+            }
+            _ => ToolResult::Missing,
+        };
+        self.complete_pending(result, out);
+        self.function_waiting = false;
+        let kind = match reason {
+            FinishReason::Stop => {
+                self.status = Status::Completed;
                 "response.completed"
             }
             FinishReason::Length => {
-                self.status = "incomplete";
+                self.status = Status::Incomplete;
                 "response.incomplete"
             }
             FinishReason::Error(m) => {
-                self.status = "failed";
-                self.error_message = Some(m.clone());
+                self.status = Status::Failed;
+                self.error_message = Some(m);
                 "response.failed"
             }
         };
         self.phase = Phase::Finished;
-        let resp = self.response_json();
-        let mut body = String::with_capacity(resp.len() + 12);
-        key(&mut body, "response");
-        body.push_str(&resp);
+        let body = self.response_body();
         self.emit(out, kind, body);
         Ok(())
     }
@@ -815,7 +717,7 @@ impl ResponseStream {
         push_str(&mut s, &self.cfg.model);
         s.push(',');
         key(&mut s, "status");
-        push_str(&mut s, self.status);
+        push_str(&mut s, self.status.as_str());
         s.push(',');
         key(&mut s, "output");
         s.push('[');
@@ -848,7 +750,7 @@ impl ResponseStream {
         }
         s.push(',');
         key(&mut s, "incomplete_details");
-        s.push_str(if self.status == "incomplete" {
+        s.push_str(if self.status == Status::Incomplete {
             "{\"reason\":\"max_output_tokens\"}"
         } else {
             "null"
@@ -880,177 +782,6 @@ impl ResponseStream {
         s
     }
 
-    fn part_json(&self, item: &Item) -> String {
-        let mut s = String::with_capacity(item.text.len() + 64);
-        match item.route {
-            Route::Reasoning => {
-                s.push_str("{\"type\":\"reasoning_text\",");
-                key(&mut s, "text");
-                push_str(&mut s, &item.text);
-                s.push('}');
-            }
-            _ => {
-                s.push_str("{\"type\":\"output_text\",");
-                key(&mut s, "text");
-                push_str(&mut s, &item.text);
-                s.push_str(",\"annotations\":[],");
-                key(&mut s, "logprobs");
-                write_logprobs(&self.vocab, &item.logprobs, true, &mut s);
-                s.push('}');
-            }
-        }
-        s
-    }
-
-    fn item_json(&mut self, item: &Item, status: &str, added: bool) -> String {
-        let mut s = String::with_capacity(item.text.len() + 160);
-        s.push('{');
-        key(&mut s, "id");
-        push_str(&mut s, &item.id);
-        s.push(',');
-        match &item.route {
-            Route::Reasoning => {
-                s.push_str("\"type\":\"reasoning\",\"summary\":[],\"content\":");
-                if added {
-                    s.push_str("[]");
-                } else {
-                    s.push('[');
-                    s.push_str(&self.part_json(item));
-                    s.push(']');
-                }
-            }
-            Route::Message { phase } => {
-                s.push_str("\"type\":\"message\",\"role\":\"assistant\",\"content\":");
-                if added {
-                    s.push_str("[]");
-                } else {
-                    s.push('[');
-                    s.push_str(&self.part_json(item));
-                    s.push(']');
-                }
-                if let Some(p) = phase {
-                    s.push_str(",\"phase\":\"");
-                    s.push_str(p);
-                    s.push('"');
-                }
-            }
-            Route::Function { name } => {
-                s.push_str("\"type\":\"function_call\",");
-                key(&mut s, "call_id");
-                push_str(&mut s, &item.call_id);
-                s.push(',');
-                key(&mut s, "name");
-                push_str(&mut s, name);
-                s.push(',');
-                key(&mut s, "arguments");
-                push_str(&mut s, if added { "" } else { &item.text });
-            }
-            Route::Mcp { server_label, name } => {
-                s.push_str("\"type\":\"mcp_call\",");
-                key(&mut s, "server_label");
-                push_str(&mut s, server_label);
-                s.push(',');
-                key(&mut s, "name");
-                push_str(&mut s, name);
-                s.push(',');
-                key(&mut s, "arguments");
-                push_str(&mut s, if added { "" } else { &item.text });
-                if !added {
-                    if let Some(Outcome::Output(o)) = &item.result {
-                        s.push(',');
-                        key(&mut s, "output");
-                        push_str(&mut s, o);
-                    } else if let Some(Outcome::Error(e)) = &item.result {
-                        s.push_str(",\"error\":{\"type\":\"mcp_tool_execution_error\",\"content\":[{\"type\":\"text\",");
-                        key(&mut s, "text");
-                        push_str(&mut s, e);
-                        s.push_str("}]}");
-                    }
-                }
-            }
-            Route::CodeInterpreter => {
-                s.push_str("\"type\":\"code_interpreter_call\",");
-                key(&mut s, "code");
-                push_str(&mut s, if added { "" } else { &item.text });
-                s.push(',');
-                key(&mut s, "container_id");
-                push_str(&mut s, &item.container_id);
-                s.push(',');
-                key(&mut s, "outputs");
-                let logs = match &item.result {
-                    Some(Outcome::Output(l) | Outcome::Error(l)) => Some(l.as_str()),
-                    Some(Outcome::Missing) | None => None,
-                };
-                match (added, logs) {
-                    (false, Some(l)) => {
-                        s.push_str("[{\"type\":\"logs\",");
-                        key(&mut s, "logs");
-                        push_str(&mut s, l);
-                        s.push_str("}]");
-                    }
-                    _ => s.push_str("[]"),
-                }
-            }
-            Route::WebSearch(action) => {
-                s.push_str("\"type\":\"web_search_call\",");
-                key(&mut s, "action");
-                let a = self.web_action(*action, &item.text);
-                s.push_str(&a);
-            }
-        }
-        s.push(',');
-        key(&mut s, "status");
-        push_str(&mut s, status);
-        s.push('}');
-        s
-    }
-
-    fn web_action(&mut self, action: BrowserAction, args: &str) -> String {
-        let parsed: Option<serde_json::Value> = serde_json::from_str(args).ok();
-        let field = |k: &str| {
-            parsed
-                .as_ref()
-                .and_then(|v| v.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        };
-        let mut s = String::new();
-        match action {
-            BrowserAction::Search => {
-                s.push_str("{\"type\":\"search\"");
-                if let Some(q) = field("query") {
-                    s.push(',');
-                    key(&mut s, "query");
-                    push_str(&mut s, &q);
-                }
-                s.push('}');
-            }
-            BrowserAction::Open => {
-                let url = field("url").or_else(|| field("id"));
-                if url.is_some() {
-                    self.last_url.clone_from(&url);
-                }
-                s.push_str("{\"type\":\"open_page\",");
-                key(&mut s, "url");
-                push_opt_str(&mut s, url.as_deref());
-                s.push('}');
-            }
-            BrowserAction::Find => {
-                s.push_str("{\"type\":\"find_in_page\",");
-                key(&mut s, "pattern");
-                push_str(&mut s, &field("pattern").unwrap_or_default());
-                s.push(',');
-                key(&mut s, "url");
-                let url = field("url")
-                    .or_else(|| self.last_url.clone())
-                    .unwrap_or_default();
-                push_str(&mut s, &url);
-                s.push('}');
-            }
-        }
-        s
-    }
-
     /// Ends a response whose engine was interrupted by a panic (caught by the
     /// caller, e.g. the Python binding): `response.failed` with `message`, the
     /// terminal event a client still needs.
@@ -1078,191 +809,22 @@ impl ResponseStream {
         self.open = None;
         self.pending = None;
         self.function_waiting = false;
-        self.seq = events_sent;
-        let envelope = |s: &Self| {
-            let resp = s.response_json();
-            let mut body = String::with_capacity(resp.len() + 12);
-            key(&mut body, "response");
-            body.push_str(&resp);
-            body
-        };
+        self.em.seq = events_sent;
         if events_sent == 0 {
             self.output.clear();
             self.phase = Phase::Streaming;
-            self.status = "in_progress";
+            self.status = Status::InProgress;
             self.error_message = None;
-            let body = envelope(self);
+            let body = self.response_body();
             self.emit(out, "response.created", &body);
             self.emit(out, "response.in_progress", body);
         }
         self.phase = Phase::Finished;
-        self.status = "failed";
+        self.status = Status::Failed;
         self.error_message = Some(message.to_string());
-        let body = envelope(self);
+        let body = self.response_body();
         self.emit(out, "response.failed", body);
     }
-}
-
-/// Writes one content delta event (the hot path: no allocation but the event's own).
-#[allow(clippy::too_many_arguments)]
-fn write_delta<S: EventSink>(
-    item: &mut Item,
-    delta: &str,
-    body: &mut String,
-    seq: &mut u64,
-    pending: &mut Vec<(u32, TokenLogprob)>,
-    vocab: &Vocab,
-    out: &mut S,
-) {
-    item.emitted += delta.len();
-    let kind = match item.route {
-        Route::Reasoning => "response.reasoning_text.delta",
-        Route::Message { .. } => "response.output_text.delta",
-        Route::Function { .. } => "response.function_call_arguments.delta",
-        Route::Mcp { .. } => "response.mcp_call_arguments.delta",
-        Route::CodeInterpreter => "response.code_interpreter_call_code.delta",
-        Route::WebSearch(_) => {
-            pending.clear();
-            return;
-        }
-    };
-    body.clear();
-    if matches!(item.route, Route::Reasoning | Route::Message { .. }) {
-        body.push_str("\"content_index\":0,");
-    }
-    key(body, "delta");
-    push_str(body, delta);
-    body.push(',');
-    key(body, "item_id");
-    push_str(body, &item.id);
-    if matches!(item.route, Route::Message { .. }) {
-        body.push(',');
-        key(body, "logprobs");
-        write_logprobs(vocab, pending, false, body);
-        item.logprobs.append(pending);
-    }
-    body.push(',');
-    key(body, "output_index");
-    push_u64(body, item.output_index);
-    out.event(kind, *seq, body);
-    *seq += 1;
-    pending.clear();
-}
-
-fn token_text(vocab: &Vocab, token: u32) -> String {
-    String::from_utf8_lossy(vocab.token_bytes(token).unwrap_or_default()).into_owned()
-}
-
-fn write_logprobs(vocab: &Vocab, lps: &[(u32, TokenLogprob)], with_bytes: bool, out: &mut String) {
-    out.push('[');
-    for (i, (tok, lp)) in lps.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('{');
-        write_token(vocab, *tok, with_bytes, out);
-        out.push(',');
-        key(out, "logprob");
-        push_f64(out, lp.logprob);
-        out.push(',');
-        key(out, "top_logprobs");
-        out.push('[');
-        for (j, (t, l)) in lp.top.iter().enumerate() {
-            if j > 0 {
-                out.push(',');
-            }
-            out.push('{');
-            write_token(vocab, *t, with_bytes, out);
-            out.push(',');
-            key(out, "logprob");
-            push_f64(out, *l);
-            out.push('}');
-        }
-        out.push_str("]}");
-    }
-    out.push(']');
-}
-
-fn write_token(vocab: &Vocab, tok: u32, with_bytes: bool, out: &mut String) {
-    key(out, "token");
-    push_str(out, &token_text(vocab, tok));
-    if with_bytes {
-        out.push(',');
-        key(out, "bytes");
-        out.push('[');
-        for (i, b) in vocab
-            .token_bytes(tok)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            if i > 0 {
-                out.push(',');
-            }
-            push_u64(out, u64::from(*b));
-        }
-        out.push(']');
-    }
-}
-
-/// `{field}`, `item_id`, (`name`), `output_index`: the body of the `.done` event
-/// of a function call's arguments, an MCP call's arguments or python code.
-fn text_done_body(
-    field: &str,
-    text: &str,
-    item_id: &str,
-    output_index: u64,
-    name: Option<&str>,
-) -> String {
-    let mut s = String::with_capacity(text.len() + 96);
-    key(&mut s, field);
-    push_str(&mut s, text);
-    s.push(',');
-    key(&mut s, "item_id");
-    push_str(&mut s, item_id);
-    if let Some(name) = name {
-        s.push(',');
-        key(&mut s, "name");
-        push_str(&mut s, name);
-    }
-    s.push(',');
-    key(&mut s, "output_index");
-    push_u64(&mut s, output_index);
-    s
-}
-
-fn item_event(output_index: u64, item: &str) -> String {
-    let mut s = String::with_capacity(item.len() + 32);
-    key(&mut s, "item");
-    s.push_str(item);
-    s.push(',');
-    key(&mut s, "output_index");
-    push_u64(&mut s, output_index);
-    s
-}
-
-fn ref_event(item_id: &str, output_index: u64) -> String {
-    let mut s = String::with_capacity(64);
-    key(&mut s, "item_id");
-    push_str(&mut s, item_id);
-    s.push(',');
-    key(&mut s, "output_index");
-    push_u64(&mut s, output_index);
-    s
-}
-
-fn part_event(item_id: &str, output_index: u64, part: &str) -> String {
-    let mut s = String::with_capacity(part.len() + 80);
-    s.push_str("\"content_index\":0,");
-    key(&mut s, "item_id");
-    push_str(&mut s, item_id);
-    s.push(',');
-    key(&mut s, "output_index");
-    push_u64(&mut s, output_index);
-    s.push(',');
-    key(&mut s, "part");
-    s.push_str(part);
-    s
 }
 
 #[cfg(test)]
@@ -1406,6 +968,83 @@ mod tests {
             s.tool_output(Some("x"), None, &mut ev2),
             Err(Error::StreamState(_))
         ));
+    }
+
+    #[test]
+    fn pending_call_says_what_to_run() {
+        let mut s = ResponseStream::new(
+            vocab(),
+            ResponseConfig {
+                id_seed: Some(3),
+                tools: vec![
+                    Tool::Mcp {
+                        server_label: "github".into(),
+                    },
+                    Tool::CodeInterpreter {
+                        container_id: Some("cntr_1".into()),
+                    },
+                    Tool::Function { name: "f".into() },
+                ],
+                ..ResponseConfig::default()
+            },
+        );
+        let mut ev = Vec::new();
+        assert_eq!(s.pending_call(), None);
+        s.feed(
+            &msg("commentary to=github.search", "{\"q\":1}", CALL),
+            None,
+            &mut ev,
+        )
+        .unwrap();
+        let added: serde_json::Value = serde_json::from_str(&ev[2].to_json()).unwrap();
+        let call = s.pending_call().unwrap();
+        assert_eq!(
+            call,
+            PendingCall {
+                kind: CallKind::Mcp,
+                item_id: added["item"]["id"].as_str().unwrap(),
+                output_index: 0,
+                name: Some("search"),
+                server_label: Some("github"),
+                arguments: "{\"q\":1}",
+                container_id: None,
+                browser_action: None,
+            }
+        );
+        assert_eq!(call.kind.as_str(), "mcp");
+        s.tool_output(Some("ok"), None, &mut ev).unwrap();
+        assert_eq!(s.pending_call(), None);
+
+        s.feed(&msg("analysis to=python", "print(1)", CALL), None, &mut ev)
+            .unwrap();
+        let call = s.pending_call().unwrap();
+        assert_eq!(call.kind, CallKind::CodeInterpreter);
+        assert_eq!((call.arguments, call.output_index), ("print(1)", 1));
+        assert_eq!(call.container_id, Some("cntr_1"));
+        assert_eq!((call.name, call.server_label), (None, None));
+        s.tool_output(Some("1"), None, &mut ev).unwrap();
+
+        s.feed(
+            &msg("analysis to=browser.find", "{\"pattern\":\"x\"}", CALL),
+            None,
+            &mut ev,
+        )
+        .unwrap();
+        let call = s.pending_call().unwrap();
+        assert_eq!(call.kind, CallKind::WebSearch);
+        assert_eq!(call.browser_action, Some(BrowserAction::Find));
+        assert_eq!(call.arguments, "{\"pattern\":\"x\"}");
+        s.tool_output(Some("found"), None, &mut ev).unwrap();
+
+        // A function call is the client's: it waits for no server.
+        s.feed(&msg("commentary to=functions.f", "{}", CALL), None, &mut ev)
+            .unwrap();
+        assert_eq!(s.pending_call(), None);
+        // A call cut by the end of the response never waits.
+        let toks = msg("commentary to=github.search", "{}", CALL);
+        s.feed(&toks[..toks.len() - 1], None, &mut ev).unwrap();
+        s.finish(FinishReason::Length, &mut ev).unwrap();
+        assert_eq!(s.pending_call(), None);
     }
 
     #[test]

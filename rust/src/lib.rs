@@ -5,8 +5,11 @@
 //! * [`parser`]: the streaming state machine, UTF-8 safe, strict or lenient.
 //! * [`message`]: what the parser produces.
 //! * [`router`]: which Responses item a message becomes.
-//! * [`events`]: the Responses event engine (item lifecycles, final response).
-//! * [`json`]: the JSON writer the events use.
+//! * [`events`]: the Responses event engine (the state machine: item lifecycles,
+//!   the call waiting for its output, the final response).
+//! * `item`: an output item, its kind with the kind's data, its status.
+//! * `wire`: the JSON of events, items and parts (pure writers over an item).
+//! * [`json`]: the JSON primitives those writers use.
 //! * [`error`]: the crate's one error type.
 //!
 //! No Python here: the PyO3 binding lives in `binding/`.
@@ -17,14 +20,18 @@
 pub mod error;
 pub mod events;
 mod header;
+mod item;
 pub mod json;
 pub mod message;
 pub mod parser;
 pub mod router;
 pub mod vocab;
+mod wire;
 
 pub use error::{Error, ParseErrorKind, Result};
-pub use events::{Event, FinishReason, ResponseConfig, ResponseStream, TokenLogprob};
+pub use events::{
+    CallKind, Event, FinishReason, PendingCall, ResponseConfig, ResponseStream, TokenLogprob,
+};
 pub use message::{EndToken, Header, Message, Recovery, RecoveryKind, Role};
 pub use parser::{Parser, Step, StreamState};
 pub use router::{BrowserAction, Route, Tool};

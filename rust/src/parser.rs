@@ -9,6 +9,10 @@
 //! ([`RecoveryKind::TextInHeader`]); where openai-harmony raises, lenient mode
 //! recovers and records a [`Recovery`].
 //!
+//! The state carries what it holds (as openai-harmony's `StreamState` does): the
+//! header tokens and the role inside a header, the header, text and undecodable
+//! bytes inside content; [`Parser::state`] gives the plain [`StreamState`].
+//!
 //! Cost per token is constant: content is appended to one `String`, header
 //! tokens are decoded once at `<|message|>`, nothing is re-encoded.
 
@@ -86,23 +90,130 @@ fn end_token(token: u32) -> Option<EndToken> {
     }
 }
 
+/// Where the parser is, with what it holds there.
+#[derive(Debug, Clone)]
+enum State {
+    /// Waiting for `<|start|>`.
+    ExpectStart,
+    /// Inside a header, waiting for `<|message|>`.
+    Header(HeaderState),
+    /// Inside message content, waiting for a stop token.
+    Content(ContentState),
+}
+
+/// A header being read.
+#[derive(Debug, Clone)]
+struct HeaderState {
+    /// Its tokens, decoded once at `<|message|>` (or when it is cut).
+    tokens: Vec<u32>,
+    /// Lenient mode assumed the `<|start|>` (a token came where one was expected).
+    implicit: bool,
+    /// The role already known: from the prompt, or the assumed `<|start|>`.
+    role: Option<Role>,
+}
+
+impl HeaderState {
+    fn new(implicit: bool, role: Option<Role>) -> Self {
+        Self {
+            tokens: Vec::new(),
+            implicit,
+            role,
+        }
+    }
+}
+
+/// The content of a message being read.
+#[derive(Debug, Clone)]
+struct ContentState {
+    header: Header,
+    text: String,
+    /// Bytes not yet decoded: `held[held_start..]` (a consumed prefix is
+    /// skipped, not moved, so a long run of undecodable bytes costs the same per
+    /// token at any length; the buffer is compacted when half of it is dead).
+    held: Vec<u8>,
+    held_start: usize,
+}
+
+impl ContentState {
+    /// Appends a token's bytes: decoded text goes to `text` at once, undecodable
+    /// bytes wait in `held`. True when the token was text on its own (the usual
+    /// case: then it is a delta even if empty).
+    #[inline]
+    fn push(&mut self, bytes: &[u8]) -> bool {
+        if self.held_start == self.held.len() {
+            if let Ok(s) = std::str::from_utf8(bytes) {
+                self.text.push_str(s);
+                return true;
+            }
+        }
+        self.held.extend_from_slice(bytes);
+        // One pass per token over the held bytes, as openai-harmony does: the
+        // valid prefix, then at most one U+FFFD for an invalid sequence; bytes
+        // after that wait for the next token. `from_utf8` stops at the first
+        // error, so a pass reads only what it consumes plus one sequence.
+        let held = &self.held[self.held_start..];
+        let consumed = match std::str::from_utf8(held) {
+            Ok(s) => {
+                self.text.push_str(s);
+                held.len()
+            }
+            Err(e) => {
+                let valid = e.valid_up_to();
+                if let Ok(s) = std::str::from_utf8(&held[..valid]) {
+                    self.text.push_str(s);
+                }
+                match e.error_len() {
+                    Some(n) => {
+                        self.text.push_str(REPLACEMENT);
+                        valid + n
+                    }
+                    None => valid,
+                }
+            }
+        };
+        self.consume_held(consumed);
+        false
+    }
+
+    /// Marks `n` held bytes as decoded; compacts when the dead prefix is the larger half.
+    fn consume_held(&mut self, n: usize) {
+        self.held_start += n;
+        if self.held_start == self.held.len() {
+            self.held.clear();
+            self.held_start = 0;
+        } else if self.held_start > self.held.len() / 2 {
+            self.held.drain(..self.held_start);
+            self.held_start = 0;
+        }
+    }
+
+    /// The message's text, with the undecodable tail as U+FFFD.
+    fn into_text(mut self) -> (Header, String) {
+        if self.held_start < self.held.len() {
+            let tail = String::from_utf8_lossy(&self.held[self.held_start..]);
+            self.text.push_str(&tail);
+        }
+        (self.header, self.text)
+    }
+}
+
+/// The bytes of header tokens.
+fn header_bytes(vocab: &Vocab, tokens: &[u32]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(tokens.len() * 4);
+    for &t in tokens {
+        bytes.extend_from_slice(vocab.token_bytes(t).unwrap_or_default());
+    }
+    bytes
+}
+
 /// Streaming parser over completion tokens.
 #[derive(Debug, Clone)]
 pub struct Parser {
     vocab: Arc<Vocab>,
     strict: bool,
     default_role: Role,
-    next_role: Option<Role>,
-    state: StreamState,
-    header_tokens: Vec<u32>,
-    header_implicit: bool,
-    header: Header,
-    content: String,
-    /// Bytes not yet decoded: `pending[pending_start..]` (a consumed prefix is
-    /// skipped, not moved, so a long run of undecodable bytes costs the same per
-    /// token at any length; the buffer is compacted when half of it is dead).
-    pending: Vec<u8>,
-    pending_start: usize,
+    state: State,
+    /// The text the last token added: a range of the content's text.
     last_delta: Option<(usize, usize)>,
     messages: Vec<Message>,
     recoveries: Vec<Recovery>,
@@ -119,18 +230,10 @@ impl Parser {
             vocab,
             strict,
             default_role: role.unwrap_or(Role::Assistant),
-            next_role: role,
-            state: if role.is_some() {
-                StreamState::Header
-            } else {
-                StreamState::ExpectStart
+            state: match role {
+                Some(_) => State::Header(HeaderState::new(false, role)),
+                None => State::ExpectStart,
             },
-            header_tokens: Vec::new(),
-            header_implicit: false,
-            header: Header::new(role.unwrap_or(Role::Assistant)),
-            content: String::new(),
-            pending: Vec::new(),
-            pending_start: 0,
             last_delta: None,
             messages: Vec::new(),
             recoveries: Vec::new(),
@@ -150,8 +253,7 @@ impl Parser {
         Ok(())
     }
 
-    /// The error for an id outside the vocabulary (also used by bindings for
-    /// ids that do not fit in `u32`).
+    /// The error for token id `token`, outside the vocabulary, at token `index`.
     pub fn invalid_token(&self, index: usize, token: i64) -> Error {
         Error::InvalidToken {
             index,
@@ -166,10 +268,25 @@ impl Parser {
             return Err(self.invalid_token(self.index, i64::from(token)));
         }
         self.last_delta = None;
-        let step = match self.state {
-            StreamState::ExpectStart => self.on_expect_start(token)?,
-            StreamState::Header => self.on_header(token)?,
-            StreamState::Content => self.on_content(token),
+        let step = match &mut self.state {
+            State::ExpectStart => self.on_expect_start(token)?,
+            State::Header(_) => self.on_header(token)?,
+            State::Content(c) => match end_token(token) {
+                Some(end) => self.close_message(end),
+                None => {
+                    // The hot path: one text token.
+                    let start = c.text.len();
+                    let whole = c.push(self.vocab.token_bytes(token).unwrap_or_default());
+                    let delta = whole || c.text.len() > start;
+                    if delta {
+                        self.last_delta = Some((start, c.text.len()));
+                    }
+                    Step {
+                        delta,
+                        ..Step::default()
+                    }
+                }
+            },
         };
         self.index += 1;
         Ok(step)
@@ -189,16 +306,16 @@ impl Parser {
     /// Strict mode fails inside a header, as openai-harmony does.
     pub fn process_eos(&mut self) -> Result<Step> {
         let step = match self.state {
-            StreamState::ExpectStart => Step::default(),
-            StreamState::Header if self.strict => {
+            State::ExpectStart => Step::default(),
+            State::Header(_) if self.strict => {
                 return Err(Error::Parse {
                     index: self.index,
                     kind: ParseErrorKind::UnexpectedEos,
                     message: "Unexpected EOS while waiting for message header to complete".into(),
                 });
             }
-            StreamState::Header => self.cut_header(HeaderCut::Eos),
-            StreamState::Content => self.close_message(EndToken::Eos),
+            State::Header(_) => self.cut_header(HeaderCut::Eos),
+            State::Content(_) => self.close_message(EndToken::Eos),
         };
         self.last_delta = None;
         Ok(step)
@@ -206,7 +323,7 @@ impl Parser {
 
     fn on_expect_start(&mut self, token: u32) -> Result<Step> {
         if token == special::START {
-            self.begin_header(false);
+            self.state = State::Header(HeaderState::new(false, None));
             return Ok(Step::default());
         }
         if self.strict {
@@ -231,8 +348,7 @@ impl Parser {
                 self.default_role.as_str()
             ),
         );
-        self.begin_header(true);
-        self.next_role = Some(self.default_role);
+        self.state = State::Header(HeaderState::new(true, Some(self.default_role)));
         self.on_header(token)
     }
 
@@ -254,21 +370,34 @@ impl Parser {
         format!("<|{}|> outside a message ignored", end.as_str())
     }
 
-    fn begin_header(&mut self, implicit: bool) {
-        self.state = StreamState::Header;
-        self.header_tokens.clear();
-        self.header_implicit = implicit;
+    /// Takes the header being read out of the state (which becomes `ExpectStart`).
+    fn take_header(&mut self) -> HeaderState {
+        match std::mem::replace(&mut self.state, State::ExpectStart) {
+            State::Header(h) => h,
+            // Only called in the header state.
+            other => {
+                self.state = other;
+                HeaderState::new(false, None)
+            }
+        }
     }
 
     fn on_header(&mut self, token: u32) -> Result<Step> {
         if token == special::MESSAGE {
-            let header = self.finish_header()?;
-            self.header = header;
-            self.next_role = None;
-            self.header_tokens.clear();
-            self.content.clear();
-            self.clear_pending();
-            self.state = StreamState::Content;
+            let h = self.take_header();
+            let header = match self.finish_header(&h) {
+                Ok(header) => header,
+                Err(e) => {
+                    self.state = State::Header(h);
+                    return Err(e);
+                }
+            };
+            self.state = State::Content(ContentState {
+                header,
+                text: String::new(),
+                held: Vec::new(),
+                held_start: 0,
+            });
             return Ok(Step {
                 header_done: true,
                 ..Step::default()
@@ -282,44 +411,37 @@ impl Parser {
                 return Ok(self.cut_header(HeaderCut::Start));
             }
         }
-        self.header_tokens.push(token);
+        if let State::Header(h) = &mut self.state {
+            h.tokens.push(token);
+        }
         Ok(Step::default())
     }
 
-    fn header_text_lossy(&self) -> String {
-        let mut bytes = Vec::with_capacity(self.header_tokens.len() * 4);
-        for &t in &self.header_tokens {
-            bytes.extend_from_slice(self.vocab.token_bytes(t).unwrap_or_default());
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
+    fn header_text_lossy(&self, h: &HeaderState) -> String {
+        String::from_utf8_lossy(&header_bytes(&self.vocab, &h.tokens)).into_owned()
     }
 
-    fn header_text(&self) -> Option<String> {
-        let mut bytes = Vec::with_capacity(self.header_tokens.len() * 4);
-        for &t in &self.header_tokens {
-            bytes.extend_from_slice(self.vocab.token_bytes(t).unwrap_or_default());
-        }
-        String::from_utf8(bytes).ok()
-    }
-
-    /// Parses the header at `<|message|>` without changing state.
-    fn finish_header(&mut self) -> Result<Header> {
+    /// Parses the header at `<|message|>` (only recoveries change, in lenient mode).
+    fn finish_header(&mut self, h: &HeaderState) -> Result<Header> {
         let strict_err = |kind, message| Error::Parse {
             index: self.index,
             kind,
             message,
         };
-        let text = match (self.header_text(), self.strict) {
-            (Some(t), _) => t,
-            (None, true) => {
+        let text = match (
+            String::from_utf8(header_bytes(&self.vocab, &h.tokens)),
+            self.strict,
+        ) {
+            (Ok(t), _) => t,
+            (Err(_), true) => {
                 return Err(strict_err(
                     ParseErrorKind::HeaderNotUtf8,
                     "could not decode header: invalid UTF-8".into(),
                 ))
             }
-            (None, false) => self.header_text_lossy(),
+            (Err(_), false) => self.header_text_lossy(h),
         };
-        let parsed = parse_strict(&text, self.next_role, true);
+        let parsed = parse_strict(&text, h.role, true);
         let mut header = match (parsed, self.strict) {
             (Ok((h, None)), _) => h,
             (Ok((_, Some(rest))), true) => {
@@ -330,12 +452,12 @@ impl Parser {
             }
             (Err(e), true) => return Err(strict_err(e.kind, e.message)),
             (Ok((_, Some(_))), false) | (Err(_), false) => {
-                let (h, junk) = parse_lenient(&text, self.next_role, self.default_role);
+                let (header, junk) = parse_lenient(&text, h.role, self.default_role);
                 self.recover(
                     RecoveryKind::MalformedHeader,
                     format!("header {text:?} parsed leniently; ignored: {junk:?}"),
                 );
-                h
+                header
             }
         };
         if !self.strict {
@@ -362,6 +484,7 @@ impl Parser {
 
     /// Lenient mode: a header ended without `<|message|>`.
     fn cut_header(&mut self, cut: HeaderCut) -> Step {
+        let h = self.take_header();
         let mut step = Step::default();
         let what = match cut {
             HeaderCut::Stop(t) => format!("<|{}|>", end_token(t).map_or("?", EndToken::as_str)),
@@ -369,14 +492,16 @@ impl Parser {
             HeaderCut::Eos => "end of stream".to_string(),
         };
         if let HeaderCut::Start = cut {
-            let detail = if self.header_tokens.is_empty() {
+            let detail = if h.tokens.is_empty() {
                 "repeated <|start|> ignored".to_string()
             } else {
                 "<|start|> inside a header: the header restarts".to_string()
             };
             self.recover(RecoveryKind::RepeatedStart, detail);
         }
-        if self.header_tokens.is_empty() {
+        // The role stays known through a repeated `<|start|>` that cut nothing.
+        let mut role = h.role;
+        if h.tokens.is_empty() {
             match cut {
                 HeaderCut::Start | HeaderCut::Eos => {}
                 HeaderCut::Stop(_) => self.recover(
@@ -385,24 +510,24 @@ impl Parser {
                 ),
             }
         } else {
-            let has_special = self.header_tokens.iter().any(|&t| self.vocab.is_special(t));
+            let has_special = h.tokens.iter().any(|&t| self.vocab.is_special(t));
             let end = match cut {
                 HeaderCut::Stop(t) => end_token(t).unwrap_or(EndToken::Eos),
                 _ => EndToken::Eos,
             };
-            if self.header_implicit && !has_special {
+            if h.implicit && !has_special {
                 // Plain text where a message start was expected: keep it verbatim.
-                let text = self.header_text_lossy();
+                let text = self.header_text_lossy(&h);
                 self.recover(
                     RecoveryKind::HeaderWithoutMessage,
                     format!("text outside a message kept as a message (closed by {what})"),
                 );
                 self.push_message(Header::new(self.default_role), text, end);
                 step.message_done = true;
-            } else if let (HeaderCut::Stop(_), Some(role)) = (cut, self.next_role) {
+            } else if let (HeaderCut::Stop(_), Some(role)) = (cut, h.role) {
                 // openai-harmony's non-strict rule: the words after role and
                 // channel become the content.
-                let text = self.header_text_lossy();
+                let text = self.header_text_lossy(&h);
                 let (mut header, content) = match parse_strict(&text, Some(role), false) {
                     Ok((h, rest)) => (h, rest.unwrap_or_default()),
                     Err(_) => parse_lenient(&text, Some(role), self.default_role),
@@ -414,10 +539,10 @@ impl Parser {
                 );
                 self.push_message(header, content, end);
                 step.message_done = true;
-            } else if let Some(text) = self
-                .next_role
+            } else if let Some(text) = h
+                .role
                 .filter(|_| !has_special)
-                .map(|_| self.header_text_lossy())
+                .map(|_| self.header_text_lossy(&h))
                 .filter(|t| !looks_like_header(t))
             {
                 // The first header of a completion (the prompt gave the role) holds
@@ -429,7 +554,7 @@ impl Parser {
                 );
                 self.push_message(Header::new(self.default_role), text, end);
                 step.message_done = true;
-            } else if let Some((header, content)) = self.split_cut_header(cut) {
+            } else if let Some((header, content)) = self.split_cut_header(&h, cut) {
                 self.recover(
                     RecoveryKind::TextInHeader,
                     format!(
@@ -440,23 +565,26 @@ impl Parser {
                 self.push_message(header, content, end);
                 step.message_done = true;
             } else {
-                let text = self.header_text_lossy();
+                let text = self.header_text_lossy(&h);
                 self.recover(
                     RecoveryKind::HeaderWithoutMessage,
                     format!("partial header {text:?} dropped at {what}"),
                 );
             }
-            self.next_role = None;
+            role = None;
         }
-        self.header_tokens.clear();
-        match cut {
-            HeaderCut::Start => self.begin_header(false),
-            HeaderCut::Stop(_) | HeaderCut::Eos => {
-                self.state = StreamState::ExpectStart;
-                self.next_role = None;
-                self.header_implicit = false;
+        self.state = match cut {
+            HeaderCut::Start => {
+                let mut tokens = h.tokens;
+                tokens.clear();
+                State::Header(HeaderState {
+                    tokens,
+                    implicit: false,
+                    role,
+                })
             }
-        }
+            HeaderCut::Stop(_) | HeaderCut::Eos => State::ExpectStart,
+        };
         step
     }
 
@@ -465,16 +593,16 @@ impl Parser {
     /// Only for a header the model closed (a stop token or `<|start|>`): a header
     /// cut by the end of the stream may simply be unfinished, its last word a
     /// content type still to be followed by `<|message|>`.
-    fn split_cut_header(&mut self, cut: HeaderCut) -> Option<(Header, String)> {
+    fn split_cut_header(&mut self, h: &HeaderState, cut: HeaderCut) -> Option<(Header, String)> {
         if let HeaderCut::Eos = cut {
             return None;
         }
-        let text = self.header_text_lossy();
-        let at = split_unterminated(&text, self.next_role)?;
+        let text = self.header_text_lossy(h);
+        let at = split_unterminated(&text, h.role)?;
         let head = &text[..at];
-        let mut header = match parse_strict(head, self.next_role, true) {
-            Ok((h, None)) => h,
-            _ => parse_lenient(head, self.next_role, self.default_role).0,
+        let mut header = match parse_strict(head, h.role, true) {
+            Ok((header, None)) => header,
+            _ => parse_lenient(head, h.role, self.default_role).0,
         };
         let mut probe = header.clone();
         fix_quirks(&mut probe);
@@ -497,84 +625,12 @@ impl Parser {
         Some((header, content.to_string()))
     }
 
-    fn on_content(&mut self, token: u32) -> Step {
-        if let Some(end) = end_token(token) {
-            return self.close_message(end);
-        }
-        let bytes = self.vocab.token_bytes(token).unwrap_or_default();
-        let start = self.content.len();
-        if self.pending_start == self.pending.len() {
-            if let Ok(s) = std::str::from_utf8(bytes) {
-                self.content.push_str(s);
-                self.last_delta = Some((start, self.content.len()));
-                return Step {
-                    delta: true,
-                    ..Step::default()
-                };
-            }
-        }
-        self.pending.extend_from_slice(bytes);
-        // One pass per token over the held bytes, as openai-harmony does: the
-        // valid prefix, then at most one U+FFFD for an invalid sequence; bytes
-        // after that wait for the next token. `from_utf8` stops at the first
-        // error, so a pass reads only what it consumes plus one sequence.
-        let held = &self.pending[self.pending_start..];
-        let consumed = match std::str::from_utf8(held) {
-            Ok(s) => {
-                self.content.push_str(s);
-                held.len()
-            }
-            Err(e) => {
-                let valid = e.valid_up_to();
-                if let Ok(s) = std::str::from_utf8(&held[..valid]) {
-                    self.content.push_str(s);
-                }
-                match e.error_len() {
-                    Some(n) => {
-                        self.content.push_str(REPLACEMENT);
-                        valid + n
-                    }
-                    None => valid,
-                }
-            }
-        };
-        self.consume_pending(consumed);
-        let delta = self.content.len() > start;
-        if delta {
-            self.last_delta = Some((start, self.content.len()));
-        }
-        Step {
-            delta,
-            ..Step::default()
-        }
-    }
-
-    /// Marks `n` held bytes as decoded; compacts when the dead prefix is the larger half.
-    fn consume_pending(&mut self, n: usize) {
-        self.pending_start += n;
-        if self.pending_start == self.pending.len() {
-            self.clear_pending();
-        } else if self.pending_start > self.pending.len() / 2 {
-            self.pending.drain(..self.pending_start);
-            self.pending_start = 0;
-        }
-    }
-
-    fn clear_pending(&mut self) {
-        self.pending.clear();
-        self.pending_start = 0;
-    }
-
     fn close_message(&mut self, end: EndToken) -> Step {
-        if self.pending_start < self.pending.len() {
-            let tail = String::from_utf8_lossy(&self.pending[self.pending_start..]).into_owned();
-            self.content.push_str(&tail);
-            self.clear_pending();
-        }
-        let header = std::mem::replace(&mut self.header, Header::new(self.default_role));
-        let content = std::mem::take(&mut self.content);
+        let State::Content(c) = std::mem::replace(&mut self.state, State::ExpectStart) else {
+            return Step::default();
+        };
+        let (header, content) = c.into_text();
         self.push_message(header, content, end);
-        self.state = StreamState::ExpectStart;
         Step {
             message_done: true,
             ..Step::default()
@@ -603,7 +659,11 @@ impl Parser {
 
     /// The content delta of the last token, if it added text.
     pub fn last_content_delta(&self) -> Option<&str> {
-        self.last_delta.and_then(|(a, b)| self.content.get(a..b))
+        let (a, b) = self.last_delta?;
+        match &self.state {
+            State::Content(c) => c.text.get(a..b),
+            _ => None,
+        }
     }
 
     /// All completed messages.
@@ -635,7 +695,11 @@ impl Parser {
 
     /// Where the parser is.
     pub fn state(&self) -> StreamState {
-        self.state
+        match self.state {
+            State::ExpectStart => StreamState::ExpectStart,
+            State::Header(_) => StreamState::Header,
+            State::Content(_) => StreamState::Content,
+        }
     }
 
     /// Whether strict mode is on.
@@ -655,21 +719,25 @@ impl Parser {
 
     /// The header of the message being read (`None` outside content).
     pub fn current_header(&self) -> Option<&Header> {
-        (self.state == StreamState::Content).then_some(&self.header)
+        match &self.state {
+            State::Content(c) => Some(&c.header),
+            _ => None,
+        }
     }
 
     /// Role of the current message, or the role expected for the next one.
     pub fn current_role(&self) -> Option<Role> {
-        match self.state {
-            StreamState::Content => Some(self.header.role),
-            _ => self.next_role,
+        match &self.state {
+            State::ExpectStart => None,
+            State::Header(h) => h.role,
+            State::Content(c) => Some(c.header.role),
         }
     }
 
     /// Text of the current message so far (empty outside content).
     pub fn current_content(&self) -> &str {
-        match self.state {
-            StreamState::Content => &self.content,
+        match &self.state {
+            State::Content(c) => &c.text,
             _ => "",
         }
     }
@@ -898,8 +966,11 @@ mod tests {
             assert_eq!(p.last_content_delta(), Some("\u{FFFD}"));
         }
         // Compaction keeps at most twice the live bytes.
-        assert_eq!(p.pending.len() - p.pending_start, n);
-        assert!(p.pending.len() <= 2 * n + 2);
+        let State::Content(c) = &p.state else {
+            panic!("not in content");
+        };
+        assert_eq!(c.held.len() - c.held_start, n);
+        assert!(c.held.len() <= 2 * n + 2);
         p.process(END).unwrap();
         assert_eq!(p.messages()[0].content.chars().count(), 2 * n);
     }

@@ -75,16 +75,6 @@ pub enum Route {
     WebSearch(BrowserAction),
 }
 
-impl Route {
-    /// Whether the call is run by the server (its result arrives with `tool_output`).
-    pub fn is_builtin_call(&self) -> bool {
-        matches!(
-            self,
-            Self::Mcp { .. } | Self::CodeInterpreter | Self::WebSearch(_)
-        )
-    }
-}
-
 /// Routes a message header with the request's tools: a bare recipient that
 /// names one of the request's function tools (the model left out
 /// `functions.`) is a call of that function; everything else as [`route`].

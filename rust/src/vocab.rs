@@ -296,11 +296,6 @@ impl Vocab {
     pub fn sha256(&self) -> &str {
         &self.sha256
     }
-
-    /// Whether this is the vocabulary gpt-oss uses.
-    pub fn is_o200k_harmony(&self) -> bool {
-        self.sha256 == VOCAB_SHA256 && self.n_regular == O200K_REGULAR_TOKENS
-    }
 }
 
 /// The paths [`Vocab::load_default`] looks at, in order.
@@ -349,7 +344,6 @@ mod tests {
             Some(b"<|reserved_200014|>".as_slice())
         );
         assert_eq!(v.token_bytes(LAST_SPECIAL + 1), None);
-        assert!(!v.is_o200k_harmony());
     }
 
     #[test]
