@@ -86,6 +86,24 @@ pub enum FinishReason {
     Error(String),
 }
 
+impl FinishReason {
+    /// The finish reasons a caller names (`abort` and `error` both fail the
+    /// response). The one list: the binding, transcripts and the plugin read it.
+    pub const NAMES: [&'static str; 4] = ["stop", "length", "abort", "error"];
+
+    /// The reason `name` names; `abort`/`error` carry `message`, or a default one.
+    pub fn from_name(name: &str, message: Option<&str>) -> Option<Self> {
+        let failed = |default: &str| Self::Error(message.unwrap_or(default).to_string());
+        match name {
+            "stop" => Some(Self::Stop),
+            "length" => Some(Self::Length),
+            "abort" => Some(failed("the request was aborted")),
+            "error" => Some(failed("the engine failed")),
+            _ => None,
+        }
+    }
+}
+
 /// Everything about the request the engine needs.
 #[derive(Debug, Clone, Default)]
 pub struct ResponseConfig {

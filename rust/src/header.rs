@@ -13,7 +13,8 @@ use crate::message::{Header, Role};
 
 pub(crate) const CHANNEL_MARKER: &str = "<|channel|>";
 pub(crate) const CONSTRAIN_MARKER: &str = "<|constrain|>";
-pub(crate) const KNOWN_CHANNELS: [&str; 3] = ["analysis", "commentary", "final"];
+/// The channels gpt-oss writes: reasoning, tool calls and preambles, the answer.
+pub const KNOWN_CHANNELS: [&str; 3] = ["analysis", "commentary", "final"];
 
 /// A header that strict parsing rejects.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,7 +32,8 @@ pub use error::{Error, ParseErrorKind, Result};
 pub use events::{
     CallKind, Event, FinishReason, PendingCall, ResponseConfig, ResponseStream, TokenLogprob,
 };
+pub use header::KNOWN_CHANNELS;
 pub use message::{EndToken, Header, Message, Recovery, RecoveryKind, Role};
 pub use parser::{Parser, Step, StreamState};
-pub use router::{BrowserAction, Route, Tool};
+pub use router::{route, route_with_tools, BrowserAction, Route, Tool, ToolType, TOOL_TYPES};
 pub use vocab::Vocab;

@@ -14,6 +14,47 @@
 
 use crate::message::Header;
 
+/// The tool types a request may hold, by their `type` name, and what each is.
+/// The one list: the binding, the replay server and the vLLM plugin read it.
+pub const TOOL_TYPES: [(&str, ToolType); 6] = [
+    ("function", ToolType::Function),
+    ("mcp", ToolType::Mcp),
+    ("web_search", ToolType::WebSearch),
+    ("web_search_preview", ToolType::WebSearch),
+    ("web_search_preview_2025_03_11", ToolType::WebSearch),
+    ("code_interpreter", ToolType::CodeInterpreter),
+];
+
+/// What kind of tool a request's tool is (its `type`, several names for web search).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolType {
+    /// A function the client runs.
+    Function,
+    /// A remote MCP server's tools.
+    Mcp,
+    /// Web search (the model's `browser.*` tool).
+    WebSearch,
+    /// The code interpreter (the model's `python` tool).
+    CodeInterpreter,
+}
+
+impl ToolType {
+    /// The tool type a request's `type` names, if the engine knows it.
+    pub fn parse(name: &str) -> Option<Self> {
+        TOOL_TYPES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+    }
+
+    /// The canonical name (one per kind).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Function => "function",
+            Self::Mcp => "mcp",
+            Self::WebSearch => "web_search",
+            Self::CodeInterpreter => "code_interpreter",
+        }
+    }
+}
+
 /// A tool the request offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tool {
@@ -73,6 +114,32 @@ pub enum Route {
     CodeInterpreter,
     /// `web_search_call`
     WebSearch(BrowserAction),
+}
+
+impl Route {
+    /// The Responses item type (`reasoning`, `message`, `function_call`, …).
+    pub fn item_type(&self) -> &'static str {
+        match self {
+            Self::Reasoning => "reasoning",
+            Self::Message { .. } => "message",
+            Self::Function { .. } => "function_call",
+            Self::Mcp { .. } => "mcp_call",
+            Self::CodeInterpreter => "code_interpreter_call",
+            Self::WebSearch(_) => "web_search_call",
+        }
+    }
+
+    /// The request tool that offers this call: its type and the function name or
+    /// MCP server label (`None` for messages and reasoning).
+    pub fn tool(&self) -> Option<(ToolType, &str)> {
+        match self {
+            Self::Function { name } => Some((ToolType::Function, name)),
+            Self::Mcp { server_label, .. } => Some((ToolType::Mcp, server_label)),
+            Self::CodeInterpreter => Some((ToolType::CodeInterpreter, "")),
+            Self::WebSearch(_) => Some((ToolType::WebSearch, "")),
+            Self::Reasoning | Self::Message { .. } => None,
+        }
+    }
 }
 
 /// Routes a message header with the request's tools: a bare recipient that
@@ -214,6 +281,35 @@ mod tests {
                 server_label: "container".into(),
                 name: "exec".into()
             }
+        );
+    }
+
+    #[test]
+    fn tool_types_and_the_tool_a_call_needs() {
+        for (name, t) in TOOL_TYPES {
+            assert_eq!(ToolType::parse(name), Some(t));
+            assert_eq!(ToolType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(ToolType::parse("file_search"), None);
+        let call = |r: &str| Header {
+            recipient: Some(r.into()),
+            ..Header::new(crate::message::Role::Assistant)
+        };
+        let tools = [Tool::Function {
+            name: "get_weather".into(),
+        }];
+        let r = route_with_tools(&call("get_weather"), &tools);
+        assert_eq!(r.item_type(), "function_call");
+        assert_eq!(r.tool(), Some((ToolType::Function, "get_weather")));
+        let r = route(&call("github.search"));
+        assert_eq!(r.tool(), Some((ToolType::Mcp, "github")));
+        assert_eq!(
+            route(&call("browser.open")).tool(),
+            Some((ToolType::WebSearch, ""))
+        );
+        assert_eq!(
+            route(&Header::new(crate::message::Role::Assistant)).tool(),
+            None
         );
     }
 }
