@@ -1,0 +1,103 @@
+//! One call at a time, and Rust panics kept inside: the guard shared by
+//! `HarmonyParser` and `ResponseStream`.
+//!
+//! * [`Exclusive`]: the lock of a frozen class. A call that finds another call
+//!   running on the object (another thread, or a callback from inside a call)
+//!   raises `StreamInUseError` at once, never waits.
+//! * [`run`]: runs core work under `catch_unwind`. A panic becomes
+//!   `InternalError` and sets the object's `poisoned` flag; a poisoned object
+//!   refuses further work (`ResponseStream.finish("error")` still ends the
+//!   response, see `stream.rs`).
+
+use std::sync::{Mutex, MutexGuard, TryLockError};
+
+use harmony_stream_core as core;
+use pyo3::prelude::*;
+
+use crate::errors::{self, IntoPyResult};
+
+/// A value that one call at a time may use.
+pub(crate) struct Exclusive<T> {
+    cell: Mutex<T>,
+    /// The `StreamInUseError` message.
+    in_use: &'static str,
+}
+
+impl<T> Exclusive<T> {
+    pub(crate) fn new(value: T, in_use: &'static str) -> Self {
+        Self {
+            cell: Mutex::new(value),
+            in_use,
+        }
+    }
+
+    /// The value, or `StreamInUseError` when another call holds it.
+    #[inline]
+    pub(crate) fn lock(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, T>> {
+        self.try_lock()
+            .ok_or_else(|| errors::in_use(py, self.in_use.to_string()))
+    }
+
+    /// The value, or `None` when another call holds it. A lock poisoned by a
+    /// panic is taken anyway (the `poisoned` flags say what the panic left).
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        match self.cell.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// The `StreamInUseError` message of this object.
+    pub(crate) fn in_use_message(&self) -> &'static str {
+        self.in_use
+    }
+}
+
+/// Runs core work, turning a Rust panic into its message (never an abort).
+pub(crate) fn catching<T>(f: impl FnOnce() -> core::Result<T>) -> Result<core::Result<T>, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string())
+    })
+}
+
+/// `InternalError` for an object a panic poisoned earlier (`what`: "parser", "stream").
+#[cold]
+pub(crate) fn poisoned_error(py: Python<'_>, what: &str) -> PyErr {
+    errors::internal(
+        py,
+        format!("this {what} hit an internal error earlier and cannot be used"),
+    )
+}
+
+/// Runs `f` unless `poisoned` (without the GIL when `detach`): a core error
+/// becomes its exception, a panic sets `poisoned` and becomes `InternalError`.
+#[inline]
+pub(crate) fn run<T: Send>(
+    py: Python<'_>,
+    poisoned: &mut bool,
+    what: &str,
+    detach: bool,
+    f: impl FnOnce() -> core::Result<T> + Send,
+) -> PyResult<T> {
+    if *poisoned {
+        return Err(poisoned_error(py, what));
+    }
+    let result = if detach {
+        py.detach(|| catching(f))
+    } else {
+        catching(f)
+    };
+    match result {
+        Ok(r) => r.py_err(py),
+        Err(msg) => {
+            *poisoned = true;
+            Err(errors::internal(py, msg))
+        }
+    }
+}
