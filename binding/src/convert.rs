@@ -122,11 +122,6 @@ pub(crate) fn extract_tokens(
     base: usize,
     vocab: &core::Vocab,
 ) -> PyResult<Vec<u32>> {
-    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
-        return Err(PyTypeError::new_err(
-            "token ids must be a sequence of int, got str/bytes",
-        ));
-    }
     // Fast paths: a list (what engines hand over) and a single int (per-token callers).
     if let Ok(list) = obj.cast::<PyList>() {
         let mut out = Vec::with_capacity(list.len());
@@ -134,6 +129,11 @@ pub(crate) fn extract_tokens(
             out.push(extract_token(py, &item, base + i, vocab)?);
         }
         return Ok(out);
+    }
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(
+            "token ids must be a sequence of int, got str/bytes",
+        ));
     }
     // A single id: an int, or an int-like scalar (numpy.uint32) that is not iterable.
     if obj.is_instance_of::<PyInt>() || (!obj.hasattr("__iter__")? && obj.hasattr("__index__")?) {

@@ -4,10 +4,11 @@
 //! * [`Exclusive`]: the lock of a frozen class. A call that finds another call
 //!   running on the object (another thread, or a callback from inside a call)
 //!   raises `StreamInUseError` at once, never waits.
-//! * [`run`]: runs core work under `catch_unwind`. A panic becomes
-//!   `InternalError` and sets the object's `poisoned` flag; a poisoned object
-//!   refuses further work (`ResponseStream.finish("error")` still ends the
-//!   response, see `stream.rs`).
+//! * [`run`]: runs core work under `catch_unwind` ([`catching`]). A panic
+//!   becomes `InternalError` and sets the object's `poisoned` flag
+//!   ([`panicked`]); a poisoned object refuses further work
+//!   ([`poisoned_error`]; `ResponseStream.finish("error")` still ends the
+//!   response, see `stream.rs`, whose per-token call spells `run` out).
 
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
@@ -95,9 +96,13 @@ pub(crate) fn run<T: Send>(
     };
     match result {
         Ok(r) => r.py_err(py),
-        Err(msg) => {
-            *poisoned = true;
-            Err(errors::internal(py, msg))
-        }
+        Err(msg) => Err(panicked(py, poisoned, msg)),
     }
+}
+
+/// A panic caught by [`catching`]: sets `poisoned`; the `InternalError` to raise.
+#[cold]
+pub(crate) fn panicked(py: Python<'_>, poisoned: &mut bool, msg: String) -> PyErr {
+    *poisoned = true;
+    errors::internal(py, msg)
 }
