@@ -13,7 +13,7 @@ use harmony_stream_core as core;
 use harmony_stream_core::events::EventSink;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::convert::{
     extract_tokens, int_arg, opt_text, parse_logprobs, text_arg, Given, LazyModule, JSON, TIME,
@@ -282,20 +282,16 @@ pub(crate) struct ResponseStream {
 const STREAM_IN_USE: &str =
     "this ResponseStream is in use by another thread: a stream accepts one call at a time";
 
-fn to_events(py: Python<'_>, events: Vec<core::Event>) -> PyResult<Vec<Py<ResponseEvent>>> {
-    events
-        .into_iter()
-        .map(|e| {
-            let seq = e.sequence_number;
-            Py::new(
-                py,
-                ResponseEvent {
-                    event: e,
-                    sequence_number: AtomicU64::new(seq),
-                },
-            )
-        })
-        .collect()
+/// The events as a list of `ResponseEvent`s, built in place (no vector in between).
+fn to_events(py: Python<'_>, events: Vec<core::Event>) -> PyResult<Py<PyList>> {
+    PyList::new(
+        py,
+        events.into_iter().map(|e| ResponseEvent {
+            sequence_number: AtomicU64::new(e.sequence_number),
+            event: e,
+        }),
+    )
+    .map(Bound::unbind)
 }
 
 fn sse_bytes(py: Python<'_>, sse: &str) -> Py<PyBytes> {
@@ -584,7 +580,7 @@ impl ResponseStream {
     }
 
     /// `response.created`, `response.in_progress` and the `mcp_list_tools` items.
-    fn start(&self, py: Python<'_>) -> PyResult<Vec<Py<ResponseEvent>>> {
+    fn start(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
         let ev: Vec<core::Event> = self.run_start(py)?;
         to_events(py, ev)
     }
@@ -596,7 +592,7 @@ impl ResponseStream {
         py: Python<'_>,
         token_ids: &Bound<'_, PyAny>,
         logprobs: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<Py<ResponseEvent>>> {
+    ) -> PyResult<Py<PyList>> {
         let ev: Vec<core::Event> = self.run_feed(py, token_ids, logprobs)?;
         to_events(py, ev)
     }
@@ -608,7 +604,7 @@ impl ResponseStream {
         py: Python<'_>,
         output: Option<&Bound<'_, PyAny>>,
         error: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<Py<ResponseEvent>>> {
+    ) -> PyResult<Py<PyList>> {
         let (output, error) = (
             opt_text(py, output, "output")?,
             opt_text(py, error, "error")?,
@@ -624,7 +620,7 @@ impl ResponseStream {
         py: Python<'_>,
         reason: Given<'_>,
         message: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<Py<ResponseEvent>>> {
+    ) -> PyResult<Py<PyList>> {
         let reason = match &reason {
             Given::Absent => Cow::Borrowed("stop"),
             Given::Value(r) => text_arg(py, r, "reason", false)?,
