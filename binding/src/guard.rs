@@ -17,42 +17,38 @@ use pyo3::prelude::*;
 
 use crate::errors::{self, IntoPyResult};
 
-/// A value that one call at a time may use.
-pub(crate) struct Exclusive<T> {
-    cell: Mutex<T>,
+/// What an [`Exclusive`] holds: the object's state, which names the object in
+/// the `StreamInUseError` message.
+pub(crate) trait InUse {
     /// The `StreamInUseError` message.
-    in_use: &'static str,
+    const IN_USE: &'static str;
 }
 
-impl<T> Exclusive<T> {
-    pub(crate) fn new(value: T, in_use: &'static str) -> Self {
-        Self {
-            cell: Mutex::new(value),
-            in_use,
-        }
+/// A value that one call at a time may use (a `Mutex` and nothing else: the
+/// message comes with the type).
+pub(crate) struct Exclusive<T>(Mutex<T>);
+
+impl<T: InUse> Exclusive<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self(Mutex::new(value))
     }
 
     /// The value, or `StreamInUseError` when another call holds it.
     #[inline]
     pub(crate) fn lock(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, T>> {
         self.try_lock()
-            .ok_or_else(|| errors::in_use(py, self.in_use.to_string()))
+            .ok_or_else(|| errors::in_use(py, T::IN_USE.to_string()))
     }
 
     /// The value, or `None` when another call holds it. A lock poisoned by a
     /// panic is taken anyway (the `poisoned` flags say what the panic left).
     #[inline]
     pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        match self.cell.try_lock() {
+        match self.0.try_lock() {
             Ok(g) => Some(g),
             Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
             Err(TryLockError::WouldBlock) => None,
         }
-    }
-
-    /// The `StreamInUseError` message of this object.
-    pub(crate) fn in_use_message(&self) -> &'static str {
-        self.in_use
     }
 }
 

@@ -11,7 +11,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::convert::{extract_token, extract_tokens, parse_role};
 use crate::errors::IntoPyResult;
-use crate::guard::{self, Exclusive};
+use crate::guard::{self, Exclusive, InUse};
 use crate::vocab::Vocab;
 
 /// A parsed Harmony message.
@@ -285,8 +285,10 @@ pub(crate) struct HarmonyParser {
     state: Exclusive<ParserState>,
 }
 
-const PARSER_IN_USE: &str =
-    "this HarmonyParser is in use by another thread: a parser accepts one call at a time";
+impl InUse for ParserState {
+    const IN_USE: &'static str =
+        "this HarmonyParser is in use by another thread: a parser accepts one call at a time";
+}
 
 #[pymethods]
 impl HarmonyParser {
@@ -295,14 +297,11 @@ impl HarmonyParser {
     fn new(vocab: &Vocab, role: Option<&str>, strict: bool) -> PyResult<Self> {
         let role = parse_role(role)?;
         Ok(Self {
-            state: Exclusive::new(
-                ParserState {
-                    inner: core::Parser::new(Arc::clone(&vocab.inner), role, strict),
-                    converted: Vec::new(),
-                    poisoned: false,
-                },
-                PARSER_IN_USE,
-            ),
+            state: Exclusive::new(ParserState {
+                inner: core::Parser::new(Arc::clone(&vocab.inner), role, strict),
+                converted: Vec::new(),
+                poisoned: false,
+            }),
         })
     }
 

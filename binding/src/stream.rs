@@ -19,7 +19,7 @@ use crate::convert::{
     extract_tokens, int_arg, opt_text, parse_logprobs, text_arg, Given, LazyModule, JSON, TIME,
 };
 use crate::errors::{self, invalid_request as invalid, IntoPyResult};
-use crate::guard::{self, catching, poisoned_error, Exclusive};
+use crate::guard::{self, catching, poisoned_error, Exclusive, InUse};
 use crate::tools::{parse_mcp_lists, parse_tools};
 use crate::vocab::Vocab;
 
@@ -279,8 +279,10 @@ pub(crate) struct ResponseStream {
     response_id: String,
 }
 
-const STREAM_IN_USE: &str =
-    "this ResponseStream is in use by another thread: a stream accepts one call at a time";
+impl InUse for Engine {
+    const IN_USE: &'static str =
+        "this ResponseStream is in use by another thread: a stream accepts one call at a time";
+}
 
 /// The events as a list of `ResponseEvent`s, built in place (no vector in between).
 fn to_events(py: Python<'_>, events: Vec<core::Event>) -> PyResult<Py<PyList>> {
@@ -401,9 +403,9 @@ pub(crate) fn feed_batch(
     let mut guards: Vec<MutexGuard<'_, Engine>> = Vec::with_capacity(cells.len());
     for (i, cell) in cells.iter().enumerate() {
         let engine = &cell.get().engine;
-        let guard = engine.try_lock().ok_or_else(|| {
-            errors::in_use(py, format!("streams[{i}]: {}", engine.in_use_message()))
-        })?;
+        let guard = engine
+            .try_lock()
+            .ok_or_else(|| errors::in_use(py, format!("streams[{i}]: {}", Engine::IN_USE)))?;
         guards.push(guard);
     }
     let mut ids: Vec<Vec<u32>> = Vec::with_capacity(guards.len());
@@ -567,15 +569,12 @@ impl ResponseStream {
         let inner = core::ResponseStream::new(Arc::clone(&vocab.inner), cfg);
         Ok(Self {
             response_id: inner.response_id().to_string(),
-            engine: Exclusive::new(
-                Engine {
-                    inner,
-                    poisoned: false,
-                    sent: Tally::default(),
-                    failed_response: None,
-                },
-                STREAM_IN_USE,
-            ),
+            engine: Exclusive::new(Engine {
+                inner,
+                poisoned: false,
+                sent: Tally::default(),
+                failed_response: None,
+            }),
         })
     }
 
