@@ -1,23 +1,84 @@
-//! The one place where core errors become Python exceptions.
+//! The exception types, and the one place where core errors become Python exceptions.
 //!
-//! The exception classes are plain Python classes in `harmony_stream.errors`
-//! (so they carry typed attributes and pickle); this module instantiates them.
+//! The classes are plain Python classes in `harmony_stream/errors.py` (multiple
+//! bases such as `HarmonyError(HarmonyStreamError, ValueError)`, keyword-only
+//! typed attributes, pickling, docstrings): [`init`] imports that module once, at
+//! module init, and keeps the type objects here. No error path imports anything.
+//! `errors.py` imports nothing from the extension, so this is the only edge
+//! between the two and it points one way.
 
 use harmony_stream_core::Error;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyType};
 use pyo3::BoundObject;
 
-fn build(py: Python<'_>, class: &str, message: String, attrs: &[(&str, Py<PyAny>)]) -> PyErr {
+/// The module that defines the exception classes.
+const MODULE: &str = "harmony_stream.errors";
+
+/// The exception classes of `harmony_stream.errors`, looked up once.
+struct Types {
+    harmony: Py<PyType>,
+    invalid_token: Py<PyType>,
+    response_state: Py<PyType>,
+    stream_in_use: Py<PyType>,
+    invalid_request: Py<PyType>,
+    internal: Py<PyType>,
+    vocab: Py<PyType>,
+    vocab_not_found: Py<PyType>,
+    vocab_hash: Py<PyType>,
+    vocab_format: Py<PyType>,
+}
+
+static TYPES: PyOnceLock<Types> = PyOnceLock::new();
+
+fn load(py: Python<'_>) -> PyResult<Types> {
+    let module = py.import(MODULE)?;
+    let get = |name: &str| -> PyResult<Py<PyType>> {
+        Ok(module.getattr(name)?.cast_into::<PyType>()?.unbind())
+    };
+    Ok(Types {
+        harmony: get("HarmonyError")?,
+        invalid_token: get("InvalidTokenError")?,
+        response_state: get("ResponseStateError")?,
+        stream_in_use: get("StreamInUseError")?,
+        invalid_request: get("InvalidRequestError")?,
+        internal: get("InternalError")?,
+        vocab: get("VocabError")?,
+        vocab_not_found: get("VocabNotFoundError")?,
+        vocab_hash: get("VocabHashError")?,
+        vocab_format: get("VocabFormatError")?,
+    })
+}
+
+fn types(py: Python<'_>) -> PyResult<&'static Types> {
+    TYPES.get_or_try_init(py, || load(py))
+}
+
+/// Looks the exception classes up (at module init: a missing or broken
+/// `harmony_stream.errors` fails the import, not the first error).
+pub(crate) fn init(py: Python<'_>) -> PyResult<()> {
+    types(py).map(|_| ())
+}
+
+fn build(
+    py: Python<'_>,
+    class: fn(&Types) -> &Py<PyType>,
+    message: String,
+    attrs: &[(&str, Py<PyAny>)],
+) -> PyErr {
     let result = (|| -> PyResult<PyErr> {
-        let module = py.import("harmony_stream.errors")?;
-        let cls = module.getattr(class)?;
-        let kwargs = PyDict::new(py);
-        for (k, v) in attrs {
-            kwargs.set_item(k, v)?;
-        }
-        let exc = cls.call((message.clone(),), Some(&kwargs))?;
+        let cls = class(types(py)?).bind(py);
+        let exc = if attrs.is_empty() {
+            cls.call1((message.clone(),))?
+        } else {
+            let kwargs = PyDict::new(py);
+            for (k, v) in attrs {
+                kwargs.set_item(k, v)?;
+            }
+            cls.call((message.clone(),), Some(&kwargs))?
+        };
         Ok(PyErr::from_value(exc))
     })();
     result.unwrap_or_else(|e| {
@@ -35,12 +96,12 @@ fn pyval<'py, T: IntoPyObject<'py>>(py: Python<'py>, v: T) -> Py<PyAny> {
 
 /// Converts a core error into the matching `harmony_stream.errors` exception.
 #[cold]
-pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
+pub(crate) fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
     let message = err.to_string();
     match err {
         Error::InvalidToken { index, token, .. } => build(
             py,
-            "InvalidTokenError",
+            |t| &t.invalid_token,
             message,
             &[
                 ("token_index", pyval(py, index)),
@@ -49,36 +110,48 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
         ),
         Error::Parse { index, kind, .. } => build(
             py,
-            "HarmonyError",
+            |t| &t.harmony,
             message,
             &[
                 ("token_index", pyval(py, index)),
                 ("kind", pyval(py, kind.as_str())),
             ],
         ),
-        Error::VocabNotFound { .. } => build(py, "VocabNotFoundError", message, &[]),
-        Error::VocabHashMismatch { .. } => build(py, "VocabHashError", message, &[]),
-        Error::VocabFormat { .. } => build(py, "VocabFormatError", message, &[]),
-        Error::VocabIo { .. } => build(py, "VocabError", message, &[]),
-        Error::StreamState(_) => build(py, "ResponseStateError", message, &[]),
-        Error::InvalidRequest(_) => build(py, "InvalidRequestError", message, &[]),
+        Error::VocabNotFound { .. } => build(py, |t| &t.vocab_not_found, message, &[]),
+        Error::VocabHashMismatch { .. } => build(py, |t| &t.vocab_hash, message, &[]),
+        Error::VocabFormat { .. } => build(py, |t| &t.vocab_format, message, &[]),
+        Error::VocabIo { .. } => build(py, |t| &t.vocab, message, &[]),
+        Error::StreamState(_) => build(py, |t| &t.response_state, message, &[]),
+        Error::InvalidRequest(_) => build(py, |t| &t.invalid_request, message, &[]),
     }
+}
+
+/// `InvalidRequestError` with this message.
+#[cold]
+pub(crate) fn invalid_request(py: Python<'_>, message: String) -> PyErr {
+    to_pyerr(py, Error::InvalidRequest(message))
 }
 
 /// `InternalError`: a Rust panic caught at the boundary.
 #[cold]
-pub fn internal(py: Python<'_>, detail: String) -> PyErr {
+pub(crate) fn internal(py: Python<'_>, detail: String) -> PyErr {
     build(
         py,
-        "InternalError",
+        |t| &t.internal,
         format!("internal error in harmony-stream (please report it): {detail}"),
         &[],
     )
 }
 
+/// `StreamInUseError`: a call on a stream or parser while another call runs on it.
+#[cold]
+pub(crate) fn in_use(py: Python<'_>, message: String) -> PyErr {
+    build(py, |t| &t.stream_in_use, message, &[])
+}
+
 /// The same exception class with another message.
 #[cold]
-pub fn with_message(py: Python<'_>, err: PyErr, message: String) -> PyErr {
+pub(crate) fn with_message(py: Python<'_>, err: PyErr, message: String) -> PyErr {
     let cls = err.get_type(py);
     match cls.call1((message,)) {
         Ok(exc) => PyErr::from_value(exc),
@@ -86,16 +159,28 @@ pub fn with_message(py: Python<'_>, err: PyErr, message: String) -> PyErr {
     }
 }
 
-/// `InvalidTokenError` for a Python int too large for 64 bits.
+/// `InvalidTokenError` for a Python int too large for 64 bits: the core's
+/// message, with the id as Python writes it.
 #[cold]
-pub fn huge_token(py: Python<'_>, index: usize, token: &Bound<'_, PyAny>, n_regular: u32) -> PyErr {
-    let message = format!(
-        "token id {token} at index {index} is not in the o200k_harmony vocabulary ({})",
-        harmony_stream_core::error::valid_ids(n_regular)
-    );
+pub(crate) fn huge_token(
+    py: Python<'_>,
+    index: usize,
+    token: &Bound<'_, PyAny>,
+    n_regular: u32,
+) -> PyErr {
+    // The core writes the message for a placeholder id (no index or range in it
+    // is negative, so the placeholder occurs once), replaced by the real one.
+    let placeholder = i64::MIN;
+    let message = Error::InvalidToken {
+        index,
+        token: placeholder,
+        n_regular,
+    }
+    .to_string()
+    .replacen(&placeholder.to_string(), &token.to_string(), 1);
     build(
         py,
-        "InvalidTokenError",
+        |t| &t.invalid_token,
         message,
         &[
             ("token_index", pyval(py, index)),
@@ -104,14 +189,8 @@ pub fn huge_token(py: Python<'_>, index: usize, token: &Bound<'_, PyAny>, n_regu
     )
 }
 
-/// `StreamInUseError`: a call on a stream or parser while another call runs on it.
-#[cold]
-pub fn in_use(py: Python<'_>, message: String) -> PyErr {
-    build(py, "StreamInUseError", message, &[])
-}
-
 /// `Result` conversion for `?` in `#[pymethods]`.
-pub trait IntoPyResult<T> {
+pub(crate) trait IntoPyResult<T> {
     /// Maps the core error with [`to_pyerr`].
     fn py_err(self, py: Python<'_>) -> PyResult<T>;
 }

@@ -20,16 +20,12 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 
-use crate::errors;
+use crate::convert::type_name;
+use crate::errors::invalid_request as invalid;
 
 /// How deep request data may nest (JSON Schemas are a few levels deep; this is
 /// far above any real one, and far below what the stack holds).
 pub const MAX_DEPTH: usize = 128;
-
-/// `InvalidRequestError` with this message.
-pub fn invalid(py: Python<'_>, msg: String) -> PyErr {
-    errors::to_pyerr(py, core::Error::InvalidRequest(msg))
-}
 
 /// A path into request data, built as the walk goes down and cut back on the way up.
 pub struct Path(String);
@@ -105,14 +101,6 @@ pub fn json_kind(v: &Bound<'_, PyAny>) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-/// The Python type name of `v`.
-pub fn type_name(v: &Bound<'_, PyAny>) -> String {
-    v.get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".into())
 }
 
 /// `TypeError`: `v` at `path` is nothing JSON can hold.

@@ -1,17 +1,30 @@
-//! `ResponseStream` and `ResponseEvent`: the event engine for Python.
+//! `ResponseStream` (the Responses event engine of one response), the
+//! `ResponseEvent`s it emits, and `feed_batch` (one engine step for many streams).
+//!
+//! What each call handed out (events, finished items) is tallied here, so that
+//! after a Rust panic `finish("error")` can still end the response with
+//! `response.failed` numbered after it; the lock and the panic guard are `guard.rs`.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, MutexGuard};
 
 use harmony_stream_core as core;
 use harmony_stream_core::events::EventSink;
-use pyo3::exceptions::{PyOverflowError, PyTypeError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::errors::{self, IntoPyResult};
-use crate::pyjson::{self, json_kind, type_name, wrong_kind, Path};
-use crate::{extract_token, extract_tokens, not_a_value, Vocab};
+use crate::convert::{
+    extract_tokens, int_arg, opt_text, parse_logprobs, text_arg, Given, LazyModule, JSON, TIME,
+};
+use crate::errors::{self, invalid_request as invalid, IntoPyResult};
+use crate::guard::{self, catching, poisoned_error, Exclusive, InUse};
+use crate::tools::{parse_mcp_lists, parse_tools};
+use crate::vocab::Vocab;
+
+/// `harmony_stream._openai`: conversion to openai-python's types (optional).
+static OPENAI: LazyModule = LazyModule::new("harmony_stream._openai");
 
 /// One Responses streaming event.
 ///
@@ -20,7 +33,7 @@ use crate::{extract_token, extract_tokens, not_a_value, Vocab};
 ///
 /// Frozen (no borrow flag): any thread may read it or set `sequence_number`.
 #[pyclass(frozen, module = "harmony_stream._native", name = "ResponseEvent")]
-pub struct ResponseEvent {
+pub(crate) struct ResponseEvent {
     event: core::Event,
     sequence_number: AtomicU64,
 }
@@ -78,7 +91,7 @@ impl ResponseEvent {
         match indent {
             None => Ok(s),
             Some(n) => {
-                let json = py.import("json")?;
+                let json = JSON.get(py)?;
                 let obj = json.call_method1("loads", (s,))?;
                 let kw = PyDict::new(py);
                 kw.set_item("indent", n)?;
@@ -95,14 +108,13 @@ impl ResponseEvent {
         py: Python<'py>,
         _kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        py.import("json")?.call_method1("loads", (self.json(),))
+        JSON.get(py)?.call_method1("loads", (self.json(),))
     }
 
     /// The event as openai-python's `ResponseStreamEvent` (needs `openai`).
     fn to_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let data = self.model_dump(py, None)?;
-        py.import("harmony_stream._openai")?
-            .call_method1("to_openai_event", (data,))
+        OPENAI.get(py)?.call_method1("to_openai_event", (data,))
     }
 
     fn __repr__(&self) -> String {
@@ -112,502 +124,9 @@ impl ResponseEvent {
         format!("ResponseEvent({shown}{more})")
     }
 }
-
-fn invalid(py: Python<'_>, msg: String) -> PyErr {
-    pyjson::invalid(py, msg)
-}
-
-/// A field of a tool object (`None` when absent).
-fn field<'py>(obj: &Bound<'py, PyAny>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-    if let Ok(d) = obj.cast::<PyDict>() {
-        return d.get_item(key);
-    }
-    match obj.get_item(key) {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.is_instance_of::<pyo3::exceptions::PyKeyError>(obj.py()) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// What a field may hold.
-#[derive(Clone, Copy)]
-enum Kind {
-    Str,
-    OptStr,
-    OptBool,
-    Object,
-    OptObject,
-    /// An object of strings, or null (`headers`).
-    OptStrMap,
-    /// A string or an object (`container`).
-    StrOrObject,
-}
-
-impl Kind {
-    fn accepts(self, v: &Bound<'_, PyAny>) -> bool {
-        let kind = json_kind(v);
-        let null = kind == Some("null");
-        match self {
-            Self::Str => kind == Some("a string"),
-            Self::OptStr | Self::OptStrMap if null => true,
-            Self::OptStr => kind == Some("a string"),
-            Self::OptBool => null || kind == Some("a boolean"),
-            Self::Object | Self::OptStrMap => kind == Some("an object"),
-            Self::OptObject => null || kind == Some("an object"),
-            Self::StrOrObject => kind == Some("a string") || kind == Some("an object"),
-        }
-    }
-
-    fn want(self) -> &'static str {
-        match self {
-            Self::Str => "a string",
-            Self::OptStr => "a string or null",
-            Self::OptBool => "a boolean or null",
-            Self::Object => "an object",
-            Self::OptObject | Self::OptStrMap => "an object or null",
-            Self::StrOrObject => "a string or an object",
-        }
-    }
-}
-
-/// Checks the kind of `obj[key]` when present; returns it.
-fn check_field<'py>(
-    py: Python<'py>,
-    obj: &Bound<'py, PyAny>,
-    path: &mut Path,
-    key: &str,
-    kind: Kind,
-) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let Some(v) = field(obj, key)? else {
-        return Ok(None);
-    };
-    path.key(key, |p| {
-        if !kind.accepts(&v) {
-            return Err(wrong_kind(py, p, &v, kind.want()));
-        }
-        if let (Kind::OptStrMap, false) = (kind, v.is_none()) {
-            for (k, x) in pyjson::items(&v)? {
-                let k = pyjson::key_str(py, p, &k)?;
-                p.key(&k, |p| {
-                    if Kind::Str.accepts(&x) {
-                        Ok(())
-                    } else {
-                        Err(wrong_kind(py, p, &x, "a string"))
-                    }
-                })?;
-            }
-        }
-        Ok(())
-    })?;
-    Ok(Some(v))
-}
-
-/// A required non-empty string field of a tool.
-fn need_str(
-    py: Python<'_>,
-    tool: &Bound<'_, PyAny>,
-    path: &mut Path,
-    kind: &str,
-    key: &str,
-) -> PyResult<String> {
-    let s = match field(tool, key)? {
-        Some(v) if !v.is_none() => {
-            check_field(py, tool, path, key, Kind::Str)?;
-            path.key(key, |p| {
-                pyjson::to_str(py, p, v.cast::<PyString>()?).map(|s| s.into_owned())
-            })?
-        }
-        _ => String::new(),
-    };
-    if s.is_empty() {
-        return Err(invalid(
-            py,
-            format!(
-                "{} of type {kind:?} needs a non-empty {key:?}",
-                path.as_str()
-            ),
-        ));
-    }
-    Ok(s)
-}
-
-/// A pydantic model (not a dict) as its `model_dump(exclude_none=True)`.
-fn plain<'py>(py: Python<'py>, v: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    if !v.is_instance_of::<PyDict>() && v.hasattr("model_dump")? {
-        let kw = PyDict::new(py);
-        kw.set_item("exclude_none", true)?;
-        return v.call_method("model_dump", (), Some(&kw));
-    }
-    Ok(v.clone())
-}
-
-/// Reads one tool and appends its JSON (checked: [`pyjson::write`]).
-fn parse_tool(
-    py: Python<'_>,
-    tool: &Bound<'_, PyAny>,
-    path: &mut Path,
-    out: &mut String,
-) -> PyResult<core::Tool> {
-    let tool = plain(py, tool)?;
-    if json_kind(&tool) != Some("an object") {
-        return Err(wrong_kind(py, path, &tool, "an object (a tool)"));
-    }
-    let kind = match check_field(py, &tool, path, "type", Kind::Str)? {
-        Some(t) => t.extract::<String>()?,
-        None => return Err(invalid(py, format!("{} has no \"type\"", path.as_str()))),
-    };
-    let parsed = match kind.as_str() {
-        "function" => {
-            let name = need_str(py, &tool, path, &kind, "name")?;
-            check_field(py, &tool, path, "description", Kind::OptStr)?;
-            check_field(py, &tool, path, "parameters", Kind::OptObject)?;
-            check_field(py, &tool, path, "strict", Kind::OptBool)?;
-            core::Tool::Function { name }
-        }
-        "mcp" => {
-            let server_label = need_str(py, &tool, path, &kind, "server_label")?;
-            for key in ["server_url", "server_description", "authorization"] {
-                check_field(py, &tool, path, key, Kind::OptStr)?;
-            }
-            check_field(py, &tool, path, "headers", Kind::OptStrMap)?;
-            core::Tool::Mcp { server_label }
-        }
-        "web_search_preview" | "web_search" | "web_search_preview_2025_03_11" => {
-            core::Tool::WebSearch
-        }
-        "code_interpreter" => {
-            let container = check_field(py, &tool, path, "container", Kind::StrOrObject)?;
-            let container_id = match container {
-                Some(c) if c.is_instance_of::<PyString>() => Some(path.key("container", |p| {
-                    pyjson::to_str(py, p, c.cast::<PyString>()?).map(|s| s.into_owned())
-                })?),
-                _ => None,
-            };
-            core::Tool::CodeInterpreter { container_id }
-        }
-        other => {
-            return Err(invalid(
-                py,
-                format!(
-                    "{} has unsupported type {other:?}: supported types are function, \
-                     mcp, web_search_preview, web_search and code_interpreter",
-                    path.as_str()
-                ),
-            ))
-        }
-    };
-    pyjson::write(py, &tool, path, out)?;
-    Ok(parsed)
-}
-
-/// Reads the request's tools: a list of dicts (or pydantic models) with a `type`;
-/// returns them and their JSON.
-fn parse_tools(py: Python<'_>, tools: &Bound<'_, PyAny>) -> PyResult<(Vec<core::Tool>, String)> {
-    let not_a_list = || {
-        PyTypeError::new_err(format!(
-            "tools must be a list of tool objects, got {}",
-            type_name(tools)
-        ))
-    };
-    // A str, a dict or a model iterate (characters, keys, fields), but are no list.
-    if tools.is_instance_of::<PyString>()
-        || tools.is_instance_of::<PyBytes>()
-        || tools.is_instance_of::<PyDict>()
-        || tools.cast::<PyMapping>().is_ok()
-        || tools.hasattr("model_dump")?
-    {
-        return Err(not_a_list());
-    }
-    let iter = match tools.try_iter() {
-        Ok(it) => it,
-        Err(e) if e.is_instance_of::<PyTypeError>(py) => return Err(not_a_list()),
-        Err(e) => return Err(e),
-    };
-    let mut out = Vec::new();
-    let mut json = String::from("[");
-    let mut path = Path::new("tools");
-    for (i, tool) in iter.enumerate() {
-        let tool = tool?;
-        if i > 0 {
-            json.push(',');
-        }
-        out.push(path.index(i, |p| parse_tool(py, &tool, p, &mut json))?);
-    }
-    json.push(']');
-    Ok((out, json))
-}
-
-/// The fields of an `mcp_list_tools` item's tool (openai-python's `McpListToolsTool`).
-const MCP_TOOL_FIELDS: [&str; 4] = ["name", "input_schema", "description", "annotations"];
-
-/// One tool of an MCP server's list, checked, appended as JSON.
-fn write_mcp_tool(
-    py: Python<'_>,
-    tool: &Bound<'_, PyAny>,
-    path: &mut Path,
-    out: &mut String,
-) -> PyResult<()> {
-    let tool = plain(py, tool)?;
-    if json_kind(&tool) != Some("an object") {
-        return Err(wrong_kind(py, path, &tool, "an object (a tool)"));
-    }
-    for (k, _) in pyjson::items(&tool)? {
-        let k = pyjson::key_str(py, path, &k)?;
-        if !MCP_TOOL_FIELDS.contains(&k.as_ref()) {
-            let mut shown = String::new();
-            core::json::push_str(&mut shown, &k);
-            return Err(invalid(
-                py,
-                format!(
-                    "{} has an unknown field {shown}: a tool has name, input_schema, \
-                     description and annotations",
-                    path.as_str()
-                ),
-            ));
-        }
-    }
-    for (key, kind, article) in [
-        ("name", Kind::Str, "a"),
-        ("input_schema", Kind::Object, "an"),
-    ] {
-        if check_field(py, &tool, path, key, kind)?.is_none() {
-            return Err(invalid(
-                py,
-                format!(
-                    "{}.{key} is missing: a tool needs {article} {key}",
-                    path.as_str()
-                ),
-            ));
-        }
-    }
-    check_field(py, &tool, path, "description", Kind::OptStr)?;
-    check_field(py, &tool, path, "annotations", Kind::OptObject)?;
-    pyjson::write(py, &tool, path, out)
-}
-
-/// `mcp_tool_lists`: server_label → the server's tools; each becomes an
-/// `mcp_list_tools` item. Returns `(label, tools JSON array)` pairs.
-fn parse_mcp_lists(
-    py: Python<'_>,
-    lists: &Bound<'_, PyAny>,
-    tools: &[core::Tool],
-) -> PyResult<Vec<(String, String)>> {
-    if json_kind(lists) != Some("an object") {
-        return Err(PyTypeError::new_err(format!(
-            "mcp_tool_lists must be a dict of server_label to a list of tools, got {}",
-            type_name(lists)
-        )));
-    }
-    let mut out = Vec::new();
-    let mut path = Path::new("mcp_tool_lists");
-    for (label, list) in pyjson::items(lists)? {
-        let Ok(label) = label.cast::<PyString>() else {
-            return Err(PyTypeError::new_err(format!(
-                "mcp_tool_lists keys are server labels (str), got {}",
-                type_name(&label)
-            )));
-        };
-        let label = pyjson::to_str(py, &path, label)?.into_owned();
-        if !tools
-            .iter()
-            .any(|t| matches!(t, core::Tool::Mcp { server_label } if *server_label == label))
-        {
-            return Err(invalid(
-                py,
-                format!("mcp_tool_lists names {label:?}, which is no mcp tool's server_label"),
-            ));
-        }
-        let json = path.entry(&label, |p| -> PyResult<String> {
-            if !(list.is_instance_of::<PyList>() || list.is_instance_of::<PyTuple>()) {
-                return Err(wrong_kind(py, p, &list, "a list of tools"));
-            }
-            let mut json = String::from("[");
-            for (i, tool) in list.try_iter()?.enumerate() {
-                let tool = tool?;
-                if i > 0 {
-                    json.push(',');
-                }
-                p.index(i, |p| write_mcp_tool(py, &tool, p, &mut json))?;
-            }
-            json.push(']');
-            Ok(json)
-        })?;
-        out.push((label, json));
-    }
-    Ok(out)
-}
-
 /// Token counts are written as JSON numbers: up to 2**53 - 1, the largest
 /// integer every JSON reader (JavaScript's included) holds exactly.
 pub(crate) const MAX_COUNT: i128 = (1 << 53) - 1;
-
-/// A constructor argument taken as given (checked by the constructor), or absent
-/// (the default).
-pub(crate) enum Given<'py> {
-    Value(Bound<'py, PyAny>),
-    Absent,
-}
-
-impl<'a, 'py> FromPyObject<'a, 'py> for Given<'py> {
-    type Error = PyErr;
-
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        Ok(Self::Value(obj.to_owned()))
-    }
-}
-
-/// An int argument in `min..=max`: `TypeError` for a non-int (bool included),
-/// `InvalidRequestError` (a `ValueError`) out of range, both naming it; an
-/// exception raised by the object's own `__index__` propagates unchanged.
-fn int_arg(
-    py: Python<'_>,
-    v: &Bound<'_, PyAny>,
-    name: &str,
-    or_none: bool,
-    min: i128,
-    max: i128,
-) -> PyResult<i128> {
-    let wrong_type = || {
-        PyTypeError::new_err(format!(
-            "{name} must be an int{}, got {}",
-            if or_none { " or None" } else { "" },
-            type_name(v)
-        ))
-    };
-    let out_of_range = |shown: String| {
-        invalid(
-            py,
-            format!("{name} must be between {min} and {max}, got {shown}"),
-        )
-    };
-    if v.is_instance_of::<PyBool>() {
-        return Err(wrong_type());
-    }
-    let n = match v.extract::<i128>() {
-        Ok(n) => n,
-        Err(e) if e.is_instance_of::<PyOverflowError>(py) => {
-            let n = py.import("operator")?.call_method1("index", (v,))?;
-            return Err(out_of_range(n.str()?.to_string()));
-        }
-        Err(e) if e.is_instance_of::<PyTypeError>(py) && !has_index(v) => return Err(wrong_type()),
-        Err(e) => return Err(e),
-    };
-    if n < min || n > max {
-        return Err(out_of_range(n.to_string()));
-    }
-    Ok(n)
-}
-
-/// A `str` argument: `TypeError` for another type, `InvalidRequestError` (a
-/// `ValueError`) for a string that is not Unicode (a lone surrogate), both naming it.
-fn text_arg<'a>(
-    py: Python<'_>,
-    v: &'a Bound<'_, PyAny>,
-    name: &str,
-    or_none: bool,
-) -> PyResult<std::borrow::Cow<'a, str>> {
-    match v.cast::<PyString>() {
-        Ok(s) => s.to_cow().map_err(|_| {
-            invalid(
-                py,
-                format!("{name} is not valid Unicode (it holds a lone surrogate)"),
-            )
-        }),
-        Err(_) => Err(PyTypeError::new_err(format!(
-            "{name} must be a str{}, got {}",
-            if or_none { " or None" } else { "" },
-            type_name(v)
-        ))),
-    }
-}
-
-/// An optional `str` argument (see [`text_arg`]).
-fn opt_text<'a>(
-    py: Python<'_>,
-    v: Option<&'a Bound<'_, PyAny>>,
-    name: &str,
-) -> PyResult<Option<std::borrow::Cow<'a, str>>> {
-    v.map(|v| text_arg(py, v, name, true)).transpose()
-}
-
-/// Whether `v`'s type can be used as an int (`__index__`).
-pub(crate) fn has_index(v: &Bound<'_, PyAny>) -> bool {
-    v.is_instance_of::<PyInt>() || v.get_type().hasattr("__index__").unwrap_or(false)
-}
-
-fn parse_logprobs(
-    py: Python<'_>,
-    lps: &Bound<'_, PyAny>,
-    n_regular: u32,
-) -> PyResult<Vec<core::TokenLogprob>> {
-    const NUMBER: &[&str] = &["__float__", "__index__"];
-    const SEQUENCE: &[&str] = &["__iter__", "__getitem__"];
-    let mut out = Vec::new();
-    for (i, lp) in lps.try_iter()?.enumerate() {
-        let lp = lp?;
-        let bad = || {
-            invalid(
-                py,
-                format!("logprobs[{i}] must be a float or (logprob, [(token_id, logprob), ...])"),
-            )
-        };
-        // "Not a number / not a pair" becomes `bad()`; an exception the object
-        // itself raised (a failing `__float__`, `__iter__`) propagates unchanged.
-        let or_bad = |e: PyErr, v: &Bound<'_, PyAny>, hooks: &[&str]| {
-            if not_a_value(py, &e, v, hooks) {
-                bad()
-            } else {
-                e
-            }
-        };
-        let number = |v: &Bound<'_, PyAny>| -> PyResult<f64> {
-            if v.is_instance_of::<PyBool>()
-                || v.is_instance_of::<PyString>()
-                || v.is_instance_of::<PyBytes>()
-            {
-                return Err(bad());
-            }
-            v.extract::<f64>().map_err(|e| or_bad(e, v, NUMBER))
-        };
-        if lp.is_instance_of::<PyString>() || lp.is_instance_of::<PyBytes>() {
-            return Err(bad());
-        }
-        let is_number = lp.is_instance_of::<PyFloat>()
-            || lp.is_instance_of::<PyInt>()
-            || NUMBER
-                .iter()
-                .any(|h| lp.get_type().hasattr(*h).unwrap_or(false));
-        if is_number {
-            out.push(core::TokenLogprob {
-                logprob: number(&lp)?,
-                top: Vec::new(),
-            });
-            continue;
-        }
-        let pair: Vec<Bound<'_, PyAny>> = lp.extract().map_err(|e| or_bad(e, &lp, SEQUENCE))?;
-        let [value, alternatives] = pair.as_slice() else {
-            return Err(bad());
-        };
-        let mut top = Vec::new();
-        let alts = alternatives
-            .try_iter()
-            .map_err(|e| or_bad(e, alternatives, SEQUENCE))?;
-        for alt in alts {
-            let alt = alt?;
-            let alt: Vec<Bound<'_, PyAny>> =
-                alt.extract().map_err(|e| or_bad(e, &alt, SEQUENCE))?;
-            let [id, v] = alt.as_slice() else {
-                return Err(bad());
-            };
-            top.push((extract_token(py, id, i, n_regular)?, number(v)?));
-        }
-        out.push(core::TokenLogprob {
-            logprob: number(value)?,
-            top,
-        });
-    }
-    Ok(out)
-}
 
 /// What a stream's caller was given: events (numbered 0, 1, 2… by the engine),
 /// how many of them were `output_item.done`, and whether one was terminal.
@@ -671,16 +190,12 @@ struct Engine {
 trait Sink: EventSink + Default + Send {}
 impl<S: EventSink + Default + Send> Sink for S {}
 
-fn poisoned_error(py: Python<'_>, what: &str) -> PyErr {
-    errors::internal(
-        py,
-        format!("this {what} hit an internal error earlier and cannot be used"),
-    )
-}
-
 impl Engine {
     /// Runs `f` on the engine (without the GIL when `detach`); a Rust panic poisons
     /// the engine and becomes `InternalError`. Counts what a call that returns hands out.
+    ///
+    /// [`guard::run`] spelled out with the tally: the per-token path, where the
+    /// generic form costs ~30 instructions a call (measured with callgrind).
     fn call<S, F>(&mut self, py: Python<'_>, detach: bool, f: F) -> PyResult<S>
     where
         S: Sink,
@@ -702,10 +217,7 @@ impl Engine {
                 Ok(out)
             }
             Ok(Err(e)) => Err(errors::to_pyerr(py, e)),
-            Err(msg) => {
-                self.poisoned = true;
-                Err(errors::internal(py, msg))
-            }
+            Err(msg) => Err(guard::panicked(py, &mut self.poisoned, msg)),
         }
     }
 
@@ -761,81 +273,31 @@ impl Engine {
 /// stream (another thread, or a callback from inside a call) raises
 /// `StreamInUseError` at once, never waits.
 #[pyclass(frozen, module = "harmony_stream._native", name = "ResponseStream")]
-pub struct ResponseStream {
-    engine: Mutex<Engine>,
+pub(crate) struct ResponseStream {
+    engine: Exclusive<Engine>,
     /// Never changes: readable while a call runs.
     response_id: String,
 }
 
-const STREAM_IN_USE: &str =
-    "this ResponseStream is in use by another thread: a stream accepts one call at a time";
-
-/// `try_lock`: the guard, or `None` when another call holds it. A lock poisoned by
-/// a panic is taken anyway (the `poisoned` flags say what the panic left).
-pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    match m.try_lock() {
-        Ok(g) => Some(g),
-        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-        Err(TryLockError::WouldBlock) => None,
-    }
+impl InUse for Engine {
+    const IN_USE: &'static str =
+        "this ResponseStream is in use by another thread: a stream accepts one call at a time";
 }
 
-impl ResponseStream {
-    fn lock(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, Engine>> {
-        try_lock(&self.engine).ok_or_else(|| errors::in_use(py, STREAM_IN_USE.to_string()))
-    }
-}
-
-fn to_events(py: Python<'_>, events: Vec<core::Event>) -> PyResult<Vec<Py<ResponseEvent>>> {
-    events
-        .into_iter()
-        .map(|e| {
-            let seq = e.sequence_number;
-            Py::new(
-                py,
-                ResponseEvent {
-                    event: e,
-                    sequence_number: AtomicU64::new(seq),
-                },
-            )
-        })
-        .collect()
+/// The events as a list of `ResponseEvent`s, built in place (no vector in between).
+fn to_events(py: Python<'_>, events: Vec<core::Event>) -> PyResult<Py<PyList>> {
+    PyList::new(
+        py,
+        events.into_iter().map(|e| ResponseEvent {
+            sequence_number: AtomicU64::new(e.sequence_number),
+            event: e,
+        }),
+    )
+    .map(Bound::unbind)
 }
 
 fn sse_bytes(py: Python<'_>, sse: &str) -> Py<PyBytes> {
     PyBytes::new(py, sse.as_bytes()).unbind()
-}
-
-/// Runs engine work, turning a Rust panic into `InternalError` (never an abort).
-pub(crate) fn catching<T>(f: impl FnOnce() -> core::Result<T>) -> Result<core::Result<T>, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
-        payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_string())
-    })
-}
-
-/// Calls `f` on `inner` unless `poisoned`; a Rust panic sets `poisoned` and
-/// becomes `InternalError` (`what` names the object in the message).
-pub(crate) fn guarded_call<E, T>(
-    py: Python<'_>,
-    poisoned: &mut bool,
-    inner: &mut E,
-    what: &str,
-    f: impl FnOnce(&mut E) -> core::Result<T>,
-) -> PyResult<T> {
-    if *poisoned {
-        return Err(poisoned_error(py, what));
-    }
-    match catching(|| f(inner)) {
-        Ok(r) => r.py_err(py),
-        Err(msg) => {
-            *poisoned = true;
-            Err(errors::internal(py, msg))
-        }
-    }
 }
 
 impl ResponseStream {
@@ -845,15 +307,14 @@ impl ResponseStream {
         token_ids: &Bound<'_, PyAny>,
         logprobs: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<S> {
-        let mut e = self.lock(py)?;
+        let mut e = self.engine.lock(py)?;
         if e.poisoned {
             return Err(poisoned_error(py, "stream"));
         }
-        let n = e.inner.parser().tokens_processed();
-        let n_regular = e.inner.parser().vocab().n_regular();
-        let ids = extract_tokens(py, token_ids, n, n_regular)?;
+        let parser = e.inner.parser();
+        let ids = extract_tokens(py, token_ids, parser.tokens_processed(), parser.vocab())?;
         let lps = logprobs
-            .map(|l| parse_logprobs(py, l, n_regular))
+            .map(|l| parse_logprobs(py, l, parser.vocab()))
             .transpose()?;
         // Long steps run without the GIL.
         e.call(py, ids.len() >= 256, |inner, out| {
@@ -889,7 +350,7 @@ impl ResponseStream {
                 ))
             }
         };
-        let mut e = self.lock(py)?;
+        let mut e = self.engine.lock(py)?;
         if e.poisoned {
             return e.end_after_panic(py, reason, message.as_deref());
         }
@@ -902,13 +363,14 @@ impl ResponseStream {
         output: Option<&str>,
         error: Option<&str>,
     ) -> PyResult<S> {
-        self.lock(py)?.call(py, false, |inner, out| {
+        self.engine.lock(py)?.call(py, false, |inner, out| {
             inner.tool_output(output, error, out)
         })
     }
 
     fn run_start<S: Sink>(&self, py: Python<'_>) -> PyResult<S> {
-        self.lock(py)?
+        self.engine
+            .lock(py)?
             .call(py, false, |inner, out| inner.start(out))
     }
 }
@@ -917,7 +379,7 @@ impl ResponseStream {
 /// of `streams[i]`. Returns each stream's SSE bytes. Every stream and id is
 /// checked first (an error consumes nothing); the work runs without the GIL.
 #[pyfunction]
-pub fn feed_batch(
+pub(crate) fn feed_batch(
     py: Python<'_>,
     streams: &Bound<'_, PyAny>,
     steps: &Bound<'_, PyAny>,
@@ -940,8 +402,10 @@ pub fn feed_batch(
     }
     let mut guards: Vec<MutexGuard<'_, Engine>> = Vec::with_capacity(cells.len());
     for (i, cell) in cells.iter().enumerate() {
-        let guard = try_lock(&cell.get().engine)
-            .ok_or_else(|| errors::in_use(py, format!("streams[{i}]: {STREAM_IN_USE}")))?;
+        let engine = &cell.get().engine;
+        let guard = engine
+            .try_lock()
+            .ok_or_else(|| errors::in_use(py, format!("streams[{i}]: {}", Engine::IN_USE)))?;
         guards.push(guard);
     }
     let mut ids: Vec<Vec<u32>> = Vec::with_capacity(guards.len());
@@ -954,7 +418,7 @@ pub fn feed_batch(
             py,
             &step?,
             parser.tokens_processed(),
-            parser.vocab().n_regular(),
+            parser.vocab(),
         )?);
     }
     if ids.len() != guards.len() {
@@ -970,6 +434,7 @@ pub fn feed_batch(
                 format!("streams[{i}] hit an internal error earlier and cannot be used"),
             ));
         }
+        // The core's check, for every stream before any is fed.
         g.inner.validate_feed(step).py_err(py)?;
     }
     let mut engines: Vec<&mut core::ResponseStream> =
@@ -1073,7 +538,7 @@ impl ResponseStream {
             .transpose()?;
         let created_at = match created_at {
             Some(c) => int_arg(py, c, "created_at", true, i64::MIN.into(), i64::MAX.into())? as i64,
-            None => py.import("time")?.call_method0("time")?.extract::<f64>()? as i64,
+            None => TIME.get(py)?.call_method0("time")?.extract::<f64>()? as i64,
         };
         let (tools, tools_json) = match tools {
             Some(t) => parse_tools(py, t)?,
@@ -1104,7 +569,7 @@ impl ResponseStream {
         let inner = core::ResponseStream::new(Arc::clone(&vocab.inner), cfg);
         Ok(Self {
             response_id: inner.response_id().to_string(),
-            engine: Mutex::new(Engine {
+            engine: Exclusive::new(Engine {
                 inner,
                 poisoned: false,
                 sent: Tally::default(),
@@ -1114,7 +579,7 @@ impl ResponseStream {
     }
 
     /// `response.created`, `response.in_progress` and the `mcp_list_tools` items.
-    fn start(&self, py: Python<'_>) -> PyResult<Vec<Py<ResponseEvent>>> {
+    fn start(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
         let ev: Vec<core::Event> = self.run_start(py)?;
         to_events(py, ev)
     }
@@ -1126,7 +591,7 @@ impl ResponseStream {
         py: Python<'_>,
         token_ids: &Bound<'_, PyAny>,
         logprobs: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<Py<ResponseEvent>>> {
+    ) -> PyResult<Py<PyList>> {
         let ev: Vec<core::Event> = self.run_feed(py, token_ids, logprobs)?;
         to_events(py, ev)
     }
@@ -1138,7 +603,7 @@ impl ResponseStream {
         py: Python<'_>,
         output: Option<&Bound<'_, PyAny>>,
         error: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<Py<ResponseEvent>>> {
+    ) -> PyResult<Py<PyList>> {
         let (output, error) = (
             opt_text(py, output, "output")?,
             opt_text(py, error, "error")?,
@@ -1154,9 +619,9 @@ impl ResponseStream {
         py: Python<'_>,
         reason: Given<'_>,
         message: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<Py<ResponseEvent>>> {
+    ) -> PyResult<Py<PyList>> {
         let reason = match &reason {
-            Given::Absent => std::borrow::Cow::Borrowed("stop"),
+            Given::Absent => Cow::Borrowed("stop"),
             Given::Value(r) => text_arg(py, r, "reason", false)?,
         };
         let message = opt_text(py, message, "message")?.map(|m| m.into_owned());
@@ -1207,7 +672,7 @@ impl ResponseStream {
         message: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyBytes>> {
         let reason = match &reason {
-            Given::Absent => std::borrow::Cow::Borrowed("stop"),
+            Given::Absent => Cow::Borrowed("stop"),
             Given::Value(r) => text_arg(py, r, "reason", false)?,
         };
         let message = opt_text(py, message, "message")?.map(|m| m.into_owned());
@@ -1218,26 +683,23 @@ impl ResponseStream {
     /// The final response as a dict (mid-stream: status `in_progress`, no output yet).
     fn response<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let json = self.response_json(py)?;
-        py.import("json")?.call_method1("loads", (json,))
+        JSON.get(py)?.call_method1("loads", (json,))
     }
 
     /// The final response as JSON.
     fn response_json(&self, py: Python<'_>) -> PyResult<String> {
-        let mut e = self.lock(py)?;
+        let mut e = self.engine.lock(py)?;
         if e.poisoned {
             return e
                 .failed_response
                 .clone()
                 .ok_or_else(|| poisoned_error(py, "stream"));
         }
+        let e = &mut *e;
         let inner = &e.inner;
-        match catching(|| Ok(inner.response_json())) {
-            Ok(r) => r.py_err(py),
-            Err(msg) => {
-                e.poisoned = true;
-                Err(errors::internal(py, msg))
-            }
-        }
+        guard::run(py, &mut e.poisoned, "stream", false, || {
+            Ok(inner.response_json())
+        })
     }
 
     #[getter]
@@ -1247,7 +709,7 @@ impl ResponseStream {
 
     #[getter]
     fn finished(&self, py: Python<'_>) -> PyResult<bool> {
-        let e = self.lock(py)?;
+        let e = self.engine.lock(py)?;
         Ok(if e.poisoned {
             e.sent.terminal
         } else {
@@ -1257,7 +719,7 @@ impl ResponseStream {
 
     #[getter]
     fn awaiting_tool_output(&self, py: Python<'_>) -> PyResult<bool> {
-        let e = self.lock(py)?;
+        let e = self.engine.lock(py)?;
         Ok(!e.poisoned && e.inner.awaiting_tool_output())
     }
 
@@ -1270,11 +732,11 @@ impl ResponseStream {
         py: Python<'_>,
         token_ids: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let mut e = self.lock(py)?;
+        let mut e = self.engine.lock(py)?;
         let ids = match token_ids {
             Some(t) => {
                 let parser = e.inner.parser();
-                extract_tokens(py, t, parser.tokens_processed(), parser.vocab().n_regular())?
+                extract_tokens(py, t, parser.tokens_processed(), parser.vocab())?
             }
             None => Vec::new(),
         };

@@ -15,11 +15,11 @@ from ._native import (
     Recovery,
     ResponseEvent,
     ResponseStream,
+    StreamState,
     Vocab,
     __version__,
     feed_batch,
 )
-from ._types import StreamState
 from .errors import (
     HarmonyError,
     HarmonyStreamError,

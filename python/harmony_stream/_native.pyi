@@ -2,9 +2,9 @@
 
 from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
-from typing import Any, Literal, SupportsIndex, final
+from typing import Any, ClassVar, Literal, SupportsIndex, final
 
-from ._types import FinishReason, LogprobInput, RoleName, StreamState
+from ._types import FinishReason, LogprobInput, RoleName
 
 __all__ = [
     "MAX_COUNT",
@@ -14,6 +14,7 @@ __all__ = [
     "Recovery",
     "ResponseEvent",
     "ResponseStream",
+    "StreamState",
     "Vocab",
     "__version__",
     "feed_batch",
@@ -97,6 +98,27 @@ class Recovery:
     ]: ...
     @property
     def detail(self) -> str: ...
+
+@final
+class StreamState:
+    """Where a parser is in the message grammar; the values are openai-harmony's names.
+
+    One object per member (``parser.state is StreamState.CONTENT``); a member
+    equals its value (``StreamState.CONTENT == "Content"``).
+    """
+
+    EXPECT_START: ClassVar[StreamState]
+    HEADER: ClassVar[StreamState]
+    CONTENT: ClassVar[StreamState]
+    def __new__(cls, value: str | StreamState) -> StreamState:
+        """The member whose value (or name) is ``value``."""
+    @property
+    def name(self) -> Literal["EXPECT_START", "HEADER", "CONTENT"]: ...
+    @property
+    def value(self) -> Literal["ExpectStart", "Header", "Content"]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[type[StreamState], tuple[str]]: ...
 
 @final
 class HarmonyParser:

@@ -1,10 +1,15 @@
-"""Small public types shared by the Python package."""
+"""Small public types shared by the Python package.
+
+``StreamState`` is defined by the extension (``harmony_stream._native``) and
+re-exported here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
 from typing import Literal
+
+from ._native import StreamState
 
 __all__ = ["FinishReason", "LogprobInput", "RoleName", "StreamState"]
 
@@ -17,11 +22,3 @@ LogprobInput = float | tuple[float, Sequence[tuple[int, float]]]
 
 RoleName = Literal["user", "assistant", "system", "developer", "tool"]
 """The five Harmony roles."""
-
-
-class StreamState(str, Enum):
-    """Where a parser is in the message grammar (openai-harmony's names)."""
-
-    EXPECT_START = "ExpectStart"
-    HEADER = "Header"
-    CONTENT = "Content"

@@ -3,6 +3,9 @@
 Every exception derives from :class:`HarmonyStreamError`. Errors about token
 streams also derive from :class:`ValueError`, so code written for
 ``openai_harmony`` (which raises ``HarmonyError(ValueError)``) keeps working.
+
+The extension (``harmony_stream._native``) imports this module once, when it is
+loaded, and raises these classes: this module must not import the extension.
 """
 
 from __future__ import annotations
