@@ -37,6 +37,21 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stream::feed_batch, m)?)?;
     m.add("VOCAB_SHA256", core::vocab::VOCAB_SHA256)?;
     m.add("MAX_COUNT", stream::MAX_COUNT as u64)?;
+    // The Responses vocabulary the engine owns; Python imports these lists.
+    let tool_types = pyo3::types::PyDict::new(m.py());
+    for (name, kind) in core::TOOL_TYPES {
+        tool_types.set_item(name, kind.as_str())?;
+    }
+    m.add("TOOL_TYPES", tool_types)?;
+    m.add(
+        "FINISH_REASONS",
+        pyo3::types::PyTuple::new(m.py(), core::FinishReason::NAMES)?,
+    )?;
+    m.add(
+        "CHANNELS",
+        pyo3::types::PyTuple::new(m.py(), core::KNOWN_CHANNELS)?,
+    )?;
+    m.add_function(wrap_pyfunction!(tools::route, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

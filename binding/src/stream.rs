@@ -328,27 +328,14 @@ impl ResponseStream {
         reason: &str,
         message: Option<String>,
     ) -> PyResult<S> {
-        let parsed = match reason {
-            "stop" => core::FinishReason::Stop,
-            "length" => core::FinishReason::Length,
-            "abort" => core::FinishReason::Error(
-                message
-                    .clone()
-                    .unwrap_or_else(|| "the request was aborted".into()),
-            ),
-            "error" => core::FinishReason::Error(
-                message
-                    .clone()
-                    .unwrap_or_else(|| "the engine failed".into()),
-            ),
-            other => {
-                return Err(invalid(
-                    py,
-                    format!(
-                        "unknown finish reason {other:?}: expected stop, length, abort or error"
-                    ),
-                ))
-            }
+        let Some(parsed) = core::FinishReason::from_name(reason, message.as_deref()) else {
+            return Err(invalid(
+                py,
+                format!(
+                    "unknown finish reason {reason:?}: expected {}",
+                    core::FinishReason::NAMES.join(", ")
+                ),
+            ));
         };
         let mut e = self.engine.lock(py)?;
         if e.poisoned {
@@ -721,6 +708,41 @@ impl ResponseStream {
     fn awaiting_tool_output(&self, py: Python<'_>) -> PyResult<bool> {
         let e = self.engine.lock(py)?;
         Ok(!e.poisoned && e.inner.awaiting_tool_output())
+    }
+
+    /// The server-run call that waits for `tool_output()`, as a dict (`type`:
+    /// `mcp_call` / `code_interpreter_call` / `web_search_call`, `id`,
+    /// `output_index`, `arguments` as the model wrote them (the code, for python),
+    /// and `name`/`server_label` for MCP, `container_id` for python), or `None`.
+    #[getter]
+    fn pending_call<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let e = self.engine.lock(py)?;
+        if e.poisoned {
+            return Ok(None);
+        }
+        let Some(call) = e.inner.pending_call() else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        let item_type = match call.kind {
+            core::CallKind::Mcp => "mcp_call",
+            core::CallKind::CodeInterpreter => "code_interpreter_call",
+            core::CallKind::WebSearch => "web_search_call",
+        };
+        d.set_item("type", item_type)?;
+        d.set_item("id", call.item_id)?;
+        d.set_item("output_index", call.output_index)?;
+        d.set_item("arguments", call.arguments)?;
+        if let Some(name) = call.name {
+            d.set_item("name", name)?;
+        }
+        if let Some(label) = call.server_label {
+            d.set_item("server_label", label)?;
+        }
+        if let Some(c) = call.container_id {
+            d.set_item("container_id", c)?;
+        }
+        Ok(Some(d))
     }
 
     /// Test hook: panics inside Rust (after feeding `token_ids`, whose events are

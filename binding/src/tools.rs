@@ -149,15 +149,26 @@ fn parse_tool(
         Some(t) => t.extract::<String>()?,
         None => return Err(invalid(py, format!("{} has no \"type\"", path.as_str()))),
     };
-    let parsed = match kind.as_str() {
-        "function" => {
+    let Some(tool_type) = core::ToolType::parse(&kind) else {
+        let known: Vec<&str> = core::TOOL_TYPES.iter().map(|(n, _)| *n).collect();
+        return Err(invalid(
+            py,
+            format!(
+                "{} has unsupported type {kind:?}: supported types are {}",
+                path.as_str(),
+                known.join(", ")
+            ),
+        ));
+    };
+    let parsed = match tool_type {
+        core::ToolType::Function => {
             let name = need_str(py, &tool, path, &kind, "name")?;
             check_field(py, &tool, path, "description", Kind::OptStr)?;
             check_field(py, &tool, path, "parameters", Kind::OptObject)?;
             check_field(py, &tool, path, "strict", Kind::OptBool)?;
             core::Tool::Function { name }
         }
-        "mcp" => {
+        core::ToolType::Mcp => {
             let server_label = need_str(py, &tool, path, &kind, "server_label")?;
             for key in ["server_url", "server_description", "authorization"] {
                 check_field(py, &tool, path, key, Kind::OptStr)?;
@@ -165,10 +176,8 @@ fn parse_tool(
             check_field(py, &tool, path, "headers", Kind::OptStrMap)?;
             core::Tool::Mcp { server_label }
         }
-        "web_search_preview" | "web_search" | "web_search_preview_2025_03_11" => {
-            core::Tool::WebSearch
-        }
-        "code_interpreter" => {
+        core::ToolType::WebSearch => core::Tool::WebSearch,
+        core::ToolType::CodeInterpreter => {
             let container = check_field(py, &tool, path, "container", Kind::StrOrObject)?;
             let container_id = match container {
                 Some(c) if c.is_instance_of::<PyString>() => Some(path.key("container", |p| {
@@ -177,16 +186,6 @@ fn parse_tool(
                 _ => None,
             };
             core::Tool::CodeInterpreter { container_id }
-        }
-        other => {
-            return Err(invalid(
-                py,
-                format!(
-                    "{} has unsupported type {other:?}: supported types are function, \
-                     mcp, web_search_preview, web_search and code_interpreter",
-                    path.as_str()
-                ),
-            ))
         }
     };
     pyjson::write(py, &tool, path, out)?;
@@ -331,4 +330,32 @@ pub(crate) fn parse_mcp_lists(
         out.push((label, json));
     }
     Ok(out)
+}
+
+/// The item a message to `recipient` on `channel` becomes with the request's
+/// `tools` (the engine's routing): `(item type, tool type or None, function
+/// name or MCP server label, "" for other kinds)`.
+#[pyfunction]
+#[pyo3(signature = (recipient, channel=None, tools=None))]
+pub(crate) fn route(
+    py: Python<'_>,
+    recipient: Option<String>,
+    channel: Option<String>,
+    tools: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(&'static str, Option<&'static str>, String)> {
+    let tools = match tools {
+        Some(t) => parse_tools(py, t)?.0,
+        None => Vec::new(),
+    };
+    let header = core::Header {
+        recipient,
+        channel,
+        ..core::Header::new(core::Role::Assistant)
+    };
+    let route = core::route_with_tools(&header, &tools);
+    let (tool_type, name) = match route.tool() {
+        Some((t, n)) => (Some(t.as_str()), n.to_string()),
+        None => (None, String::new()),
+    };
+    Ok((route.item_type(), tool_type, name))
 }

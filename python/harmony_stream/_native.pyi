@@ -7,7 +7,10 @@ from typing import Any, ClassVar, Literal, SupportsIndex, final
 from ._types import FinishReason, LogprobInput, RoleName
 
 __all__ = [
+    "CHANNELS",
+    "FINISH_REASONS",
     "MAX_COUNT",
+    "TOOL_TYPES",
     "VOCAB_SHA256",
     "HarmonyParser",
     "Message",
@@ -18,12 +21,21 @@ __all__ = [
     "Vocab",
     "__version__",
     "feed_batch",
+    "route",
 ]
 
 VOCAB_SHA256: str
 MAX_COUNT: int
 """The largest token count the engine takes (``max_output_tokens``, usage): 2**53 - 1,
 the largest integer every JSON reader holds exactly."""
+TOOL_TYPES: dict[str, str]
+"""The tool ``type`` names the engine takes (``ResponseStream(tools=...)``), each with
+its kind: ``function``, ``mcp``, ``web_search`` (for every web search name) or
+``code_interpreter``."""
+FINISH_REASONS: tuple[str, ...]
+"""The reasons ``finish()`` takes: stop, length, abort, error."""
+CHANNELS: tuple[str, ...]
+"""The channels gpt-oss writes: analysis, commentary, final."""
 __version__: str
 
 @final
@@ -236,8 +248,20 @@ class ResponseStream:
     def finished(self) -> bool: ...
     @property
     def awaiting_tool_output(self) -> bool: ...
+    @property
+    def pending_call(self) -> dict[str, Any] | None:
+        """The server-run call waiting for ``tool_output()``: ``type`` (``mcp_call``,
+        ``code_interpreter_call``, ``web_search_call``), ``id``, ``output_index``,
+        ``arguments`` (the code, for python), ``name``/``server_label`` (MCP),
+        ``container_id`` (python); ``None`` when no call waits."""
     def _panic_for_tests(self, token_ids: Iterable[SupportsIndex] | None = None) -> None:
         """Test hook: a Rust panic (after feeding ``token_ids``, whose events are lost)."""
+
+def route(
+    recipient: str | None, channel: str | None = None, tools: Iterable[Any] | None = None
+) -> tuple[str, str | None, str]:
+    """The item a message to ``recipient`` on ``channel`` becomes with the request's
+    ``tools``: (item type, tool type or None, function name or MCP server label)."""
 
 def feed_batch(
     streams: Sequence[ResponseStream], steps: Sequence[Iterable[SupportsIndex]]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._native import FINISH_REASONS as _FINISH_REASONS
 from ._native import MAX_COUNT
 from .errors import HarmonyStreamError
 
@@ -36,7 +37,7 @@ __all__ = [
     "load_transcript",
 ]
 
-FINISH_REASONS = ("stop", "length", "abort", "error")
+FINISH_REASONS = _FINISH_REASONS
 
 MAX_TOKEN_ID = 2**32 - 1
 """The largest id a transcript may hold (the engine's ids are 32-bit)."""

@@ -45,7 +45,15 @@ import sys
 import threading
 from typing import Any
 
-from ._native import HarmonyParser, ResponseEvent, ResponseStream, Vocab
+from ._native import (
+    CHANNELS,
+    FINISH_REASONS,
+    TOOL_TYPES,
+    HarmonyParser,
+    ResponseEvent,
+    ResponseStream,
+    Vocab,
+)
 from .errors import HarmonyError, HarmonyStreamError, InvalidTokenError
 
 __all__ = [
@@ -67,13 +75,10 @@ logger = logging.getLogger("vllm.plugins.harmony_stream")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 # Tool types the engine takes; vLLM accepts more (file_search, container ...),
 # which have no item of their own here and are left out of the engine's tools.
-_ENGINE_TOOL_TYPES = frozenset(
-    {"function", "mcp", "web_search_preview", "web_search", "code_interpreter"}
-)
+_ENGINE_TOOL_TYPES = frozenset(TOOL_TYPES)
 _ENVELOPE = frozenset({"response.created", "response.in_progress"})
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
-_KNOWN_CHANNELS = frozenset({"analysis", "commentary", "final"})
-_FINISH = {"stop": "stop", "length": "length", "abort": "abort", "error": "error"}
+_KNOWN_CHANNELS = frozenset(CHANNELS)
 
 _lock = threading.Lock()
 _patches: list[tuple[Any, str, Any]] = []
@@ -352,7 +357,8 @@ class _Engine:
             return []
         if not self.stream.finished:
             try:
-                events = self.stream.finish(_FINISH.get(reason or "stop", "stop"))  # type: ignore[arg-type]
+                known = reason if reason in FINISH_REASONS else "stop"
+                events = self.stream.finish(known)  # type: ignore[arg-type]
             except HarmonyStreamError:
                 self._break("finish")
                 return []

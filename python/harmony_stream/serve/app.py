@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -76,30 +75,6 @@ def synthetic_logprobs(
         else:
             out.append(lp)
     return out
-
-
-def _sse_events(chunks: list[bytes], wanted: tuple[bytes, ...]) -> list[dict[str, Any]]:
-    """The JSON of the events of types `wanted` in SSE chunks, in order."""
-    found: list[dict[str, Any]] = []
-    for chunk in chunks:
-        for block in chunk.split(b"\n\n"):
-            if block.startswith(b"event: ") and block[7 : block.index(b"\n")] in wanted:
-                found.append(json.loads(block[block.index(b"\ndata: ") + 7 :]))
-    return found
-
-
-def _pending_mcp_call(turn_sse: list[bytes]) -> dict[str, Any] | None:
-    """The MCP call that ended this turn, as the engine streamed it (name, label, arguments)."""
-    item: dict[str, Any] | None = None
-    events = _sse_events(
-        turn_sse, (b"response.output_item.added", b"response.mcp_call_arguments.done")
-    )
-    for ev in events:
-        if ev["type"] == "response.output_item.added":
-            item = dict(ev["item"]) if ev["item"]["type"] == "mcp_call" else None
-        elif item is not None and ev["item_id"] == item["id"]:
-            item["arguments"] = ev["arguments"]
-    return item
 
 
 @dataclass
@@ -244,17 +219,13 @@ class Replay:
         n_regular = self.state.vocab.n_regular
         delay = config.step_delay_ms / 1000
         await sink(self._timed(stream.start_sse))
-        turn_sse: list[bytes] = []
         for step in replay_steps(self.turns, step=config.step, max_output_tokens=budget):
             if isinstance(step, Feed):
-                if step.offset == 0:
-                    turn_sse = []
                 lps = None
                 if self.request.logprobs:
                     lps = synthetic_logprobs(step.tokens, step.position, top, n_regular)
                 chunk = self._timed(stream.feed_sse, step.tokens, lps)
                 self.tokens += len(step.tokens)
-                turn_sse.append(chunk)
                 await sink(chunk)
                 if delay:
                     await anyio.sleep(delay)
@@ -262,19 +233,22 @@ class Replay:
                     await anyio.lowlevel.checkpoint()  # lets a disconnect be noticed
             elif isinstance(step, ToolResult):
                 if stream.awaiting_tool_output:
-                    output, error = await self._tool_result(mcp, step, turn_sse)
+                    output, error = await self._tool_result(mcp, step)
                     await sink(self._timed(stream.tool_output_sse, output, error))
             else:
                 await sink(self._timed(stream.finish_sse, step.reason))
         self.status = stream.response()["status"]
 
     async def _tool_result(
-        self, mcp: McpServers, turn: ToolResult, turn_sse: list[bytes]
+        self, mcp: McpServers, turn: ToolResult
     ) -> tuple[str | None, str | None]:
-        call = _pending_mcp_call(turn_sse)
-        if call is None or not mcp.has_server(call["server_label"]):
-            return turn.output, turn.error  # no server given: the recorded result
-        result = await mcp.call(call["server_label"], call["name"], call.get("arguments", ""))
+        """The result for the call the engine waits for: from its MCP server when
+        the request gives one for its label, else the transcript's recorded one."""
+        assert self.stream is not None
+        call = self.stream.pending_call
+        if call is None or call["type"] != "mcp_call" or not mcp.has_server(call["server_label"]):
+            return turn.output, turn.error
+        result = await mcp.call(call["server_label"], call["name"], call["arguments"])
         return result.output, result.error
 
     def log_line(self, elapsed_s: float) -> str:

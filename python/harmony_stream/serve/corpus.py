@@ -31,7 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .._native import HarmonyParser, Vocab
+from .._native import TOOL_TYPES, HarmonyParser, Vocab, route
 from ..errors import HarmonyStreamError
 from ..replay import replay_response
 from ..transcript import (
@@ -64,31 +64,23 @@ def bundled_corpus_dir() -> Path:
 
 @dataclass(frozen=True)
 class Call:
-    """A tool call a model turn ends with (or makes on its way)."""
+    """A tool call a model turn ends with (or makes on its way).
+
+    `tool_key` is the request tool that offers it, as the engine routes the call
+    (`route()`, with the transcript's tools): (tool kind, function name or MCP
+    server label, "" for the others).
+    """
 
     recipient: str
-
-    @property
-    def tool_key(self) -> tuple[str, str]:
-        """The request tool that offers this call: (type, name or label)."""
-        r = self.recipient
-        if r.startswith("functions."):
-            return ("function", r.removeprefix("functions."))
-        if r == "python":
-            return ("code_interpreter", "")
-        if r.startswith("browser."):
-            return ("web_search", "")
-        return ("mcp", r.split(".", 1)[0])
+    tool_key: tuple[str, str]
 
 
 def _request_tool_key(tool: dict[str, Any]) -> tuple[str, str]:
-    kind = tool["type"]
+    kind = TOOL_TYPES.get(tool["type"], tool["type"])
     if kind == "function":
         return ("function", tool["name"])
     if kind == "mcp":
         return ("mcp", tool["server_label"])
-    if kind in ("web_search", "web_search_preview"):
-        return ("web_search", "")
     return (kind, "")
 
 
@@ -106,7 +98,9 @@ class Entry:
         return {c.tool_key for c in self.calls}
 
 
-def _segments(turns: Sequence[Turn], vocab: Vocab) -> tuple[list[list[Turn]], list[Call]]:
+def _segments(
+    turns: Sequence[Turn], vocab: Vocab, tools: Sequence[dict[str, Any]]
+) -> tuple[list[list[Turn]], list[Call]]:
     segments: list[list[Turn]] = [[]]
     calls: list[Call] = []
     ends_in_function = False
@@ -121,11 +115,13 @@ def _segments(turns: Sequence[Turn], vocab: Vocab) -> tuple[list[list[Turn]], li
             parser.process_many(turn.tokens)
             parser.process_eos()
             messages = parser.messages
-            calls.extend(Call(m.recipient) for m in messages if m.recipient)
-            last = messages[-1] if messages else None
-            ends_in_function = bool(
-                last and last.recipient and last.recipient.startswith("functions.")
+            routes = [route(m.recipient, m.channel, tools) for m in messages]
+            calls.extend(
+                Call(m.recipient, (kind, name))
+                for m, (_, kind, name) in zip(messages, routes, strict=True)
+                if m.recipient and kind is not None
             )
+            ends_in_function = bool(routes) and routes[-1][0] == "function_call"
     return [s for s in segments if s], calls
 
 
@@ -138,7 +134,7 @@ def make_entry(name: str, transcript: Transcript, vocab: Vocab) -> Entry:
     """
     try:
         replay_response(transcript, vocab, id_seed=0, created_at=0)
-        segments, calls = _segments(transcript.turns, vocab)
+        segments, calls = _segments(transcript.turns, vocab, transcript.tools)
     except HarmonyStreamError as e:
         raise TranscriptError(f"transcript {name!r}: {e}") from e
     return Entry(name, transcript, segments, calls)

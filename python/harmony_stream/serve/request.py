@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._native import MAX_COUNT
+from .._native import MAX_COUNT, TOOL_TYPES
 
 __all__ = [
     "LOGPROBS_INCLUDE",
@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 # The tool types the engine routes (docs/architecture.md, Routing); anything else is a 400.
-SUPPORTED_TOOL_TYPES = ("function", "mcp", "web_search_preview", "web_search", "code_interpreter")
+SUPPORTED_TOOL_TYPES = tuple(TOOL_TYPES)
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 MAX_TOP_LOGPROBS = 20
 # The largest `max_output_tokens` (a signed 64-bit integer, as the engine counts).
