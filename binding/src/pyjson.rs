@@ -41,42 +41,52 @@ impl Path {
 
     /// Runs `f` with `.key` (or `["key"]` when the key is not a plain name) appended.
     pub fn key<T>(&mut self, key: &str, f: impl FnOnce(&mut Self) -> T) -> T {
-        let len = self.0.len();
         let plain = !key.is_empty()
             && key
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b == b'-')
             && !key.as_bytes()[0].is_ascii_digit();
         if plain {
-            self.0.push('.');
-            self.0.push_str(key);
+            self.with(
+                |p| {
+                    p.push('.');
+                    p.push_str(key);
+                },
+                f,
+            )
         } else {
-            self.0.push('[');
-            core::json::push_str(&mut self.0, key);
-            self.0.push(']');
+            self.entry(key, f)
         }
-        let out = f(self);
-        self.0.truncate(len);
-        out
     }
 
     /// Runs `f` with `["key"]` appended (an entry of a mapping whose keys are data).
     pub fn entry<T>(&mut self, key: &str, f: impl FnOnce(&mut Self) -> T) -> T {
-        let len = self.0.len();
-        self.0.push('[');
-        core::json::push_str(&mut self.0, key);
-        self.0.push(']');
-        let out = f(self);
-        self.0.truncate(len);
-        out
+        self.with(
+            |p| {
+                p.push('[');
+                core::json::push_str(p, key);
+                p.push(']');
+            },
+            f,
+        )
     }
 
     /// Runs `f` with `[i]` appended.
     pub fn index<T>(&mut self, i: usize, f: impl FnOnce(&mut Self) -> T) -> T {
+        self.with(
+            |p| {
+                p.push('[');
+                p.push_str(&i.to_string());
+                p.push(']');
+            },
+            f,
+        )
+    }
+
+    /// Runs `f` with what `step` appends to the path, then takes it off again.
+    fn with<T>(&mut self, step: impl FnOnce(&mut String), f: impl FnOnce(&mut Self) -> T) -> T {
         let len = self.0.len();
-        self.0.push('[');
-        self.0.push_str(&i.to_string());
-        self.0.push(']');
+        step(&mut self.0);
         let out = f(self);
         self.0.truncate(len);
         out

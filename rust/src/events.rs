@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::item::{IdGen, Item, Kind, Outcome, Status};
-use crate::json::{key, push_str, push_u64};
+use crate::json::{key, next_str_member, push_u64, str_member};
 use crate::message::{Header, Role};
 use crate::parser::{Parser, Step, StreamState};
 use crate::router::{route_with_tools, BrowserAction, Tool};
@@ -725,17 +725,12 @@ impl ResponseStream {
     pub fn response_json(&self) -> String {
         let mut s = String::with_capacity(256 + self.output.iter().map(String::len).sum::<usize>());
         s.push('{');
-        key(&mut s, "id");
-        push_str(&mut s, &self.response_id);
+        str_member(&mut s, "id", &self.response_id);
         s.push_str(",\"object\":\"response\",");
         key(&mut s, "created_at");
         s.push_str(&self.cfg.created_at.to_string());
-        s.push(',');
-        key(&mut s, "model");
-        push_str(&mut s, &self.cfg.model);
-        s.push(',');
-        key(&mut s, "status");
-        push_str(&mut s, self.status.as_str());
+        next_str_member(&mut s, "model", &self.cfg.model);
+        next_str_member(&mut s, "status", self.status.as_str());
         s.push(',');
         key(&mut s, "output");
         s.push('[');
@@ -760,8 +755,7 @@ impl ResponseStream {
         match &self.error_message {
             Some(m) => {
                 s.push_str("{\"code\":\"server_error\",");
-                key(&mut s, "message");
-                push_str(&mut s, m);
+                str_member(&mut s, "message", m);
                 s.push('}');
             }
             None => s.push_str("null"),
@@ -850,13 +844,7 @@ mod tests {
     use super::*;
     use crate::vocab::special::{CALL, CHANNEL, END, MESSAGE, RETURN, START};
 
-    fn vocab() -> Arc<Vocab> {
-        Arc::new(Vocab::from_regular_tokens((0u8..=255).map(|b| [b])).unwrap())
-    }
-
-    fn text(s: &str) -> Vec<u32> {
-        s.bytes().map(u32::from).collect()
-    }
+    use crate::test_util::{text, vocab};
 
     fn msg(header: &str, body: &str, stop: u32) -> Vec<u32> {
         let mut v = vec![CHANNEL];

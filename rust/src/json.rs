@@ -102,6 +102,20 @@ pub fn key(out: &mut String, k: &str) {
     out.push_str("\":");
 }
 
+/// Appends `"key":"value"` (the value escaped).
+#[inline]
+pub fn str_member(out: &mut String, k: &str, value: &str) {
+    key(out, k);
+    push_str(out, value);
+}
+
+/// Appends `,"key":"value"`: a member after the first.
+#[inline]
+pub fn next_str_member(out: &mut String, k: &str, value: &str) {
+    out.push(',');
+    str_member(out, k, value);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

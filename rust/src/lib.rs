@@ -37,3 +37,21 @@ pub use message::{EndToken, Header, Message, Recovery, RecoveryKind, Role};
 pub use parser::{Parser, Step, StreamState};
 pub use router::{route, route_with_tools, BrowserAction, Route, Tool, ToolType, TOOL_TYPES};
 pub use vocab::Vocab;
+
+/// Helpers for the unit tests: a byte vocabulary and text as byte tokens.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use std::sync::Arc;
+
+    use crate::vocab::Vocab;
+
+    /// A vocabulary of the 256 single bytes (id = byte value) plus the specials.
+    pub(crate) fn vocab() -> Arc<Vocab> {
+        Arc::new(Vocab::from_regular_tokens((0u8..=255).map(|b| [b])).unwrap())
+    }
+
+    /// `s` as one token per byte (with [`vocab`]).
+    pub(crate) fn text(s: &str) -> Vec<u32> {
+        s.bytes().map(u32::from).collect()
+    }
+}

@@ -748,14 +748,7 @@ mod tests {
     use super::*;
     use crate::vocab::special::{CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START};
 
-    /// A vocabulary of the 256 single bytes (id = byte value) plus the specials.
-    fn vocab() -> Arc<Vocab> {
-        Arc::new(Vocab::from_regular_tokens((0u8..=255).map(|b| [b])).unwrap())
-    }
-
-    fn text(s: &str) -> Vec<u32> {
-        s.bytes().map(u32::from).collect()
-    }
+    use crate::test_util::{text, vocab};
 
     fn run(tokens: &[u32], strict: bool) -> (Parser, Vec<Option<String>>) {
         let mut p = Parser::new(vocab(), Some(Role::Assistant), strict);

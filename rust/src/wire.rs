@@ -3,7 +3,7 @@
 //! engine ([`crate::events`]) decides what to send; this says how it is spelt.
 
 use crate::item::{Item, Kind, Outcome, Status, TokenLogprob, WebAction};
-use crate::json::{key, push_f64, push_opt_str, push_str, push_u64};
+use crate::json::{key, next_str_member, push_f64, push_opt_str, push_str, push_u64, str_member};
 use crate::vocab::Vocab;
 
 /// Writes one event as JSON, or as an SSE block when `sse`.
@@ -49,11 +49,8 @@ pub(crate) fn delta_body(
     if item.kind.has_part() {
         body.push_str("\"content_index\":0,");
     }
-    key(body, "delta");
-    push_str(body, delta);
-    body.push(',');
-    key(body, "item_id");
-    push_str(body, &item.id);
+    str_member(body, "delta", delta);
+    next_str_member(body, "item_id", &item.id);
     if let Kind::Message { .. } = item.kind {
         body.push(',');
         key(body, "logprobs");
@@ -72,8 +69,7 @@ pub(crate) fn text_done_body(item: &Item, vocab: &Vocab) -> String {
     let field = match &item.kind {
         Kind::Reasoning | Kind::Message { .. } => {
             s.push_str("\"content_index\":0,");
-            key(&mut s, "item_id");
-            push_str(&mut s, id);
+            str_member(&mut s, "item_id", id);
             if let Kind::Message { .. } = item.kind {
                 s.push(',');
                 key(&mut s, "logprobs");
@@ -82,9 +78,7 @@ pub(crate) fn text_done_body(item: &Item, vocab: &Vocab) -> String {
             s.push(',');
             key(&mut s, "output_index");
             push_u64(&mut s, idx);
-            s.push(',');
-            key(&mut s, "text");
-            push_str(&mut s, text);
+            next_str_member(&mut s, "text", text);
             return s;
         }
         Kind::CodeInterpreter { .. } => "code",
@@ -92,13 +86,9 @@ pub(crate) fn text_done_body(item: &Item, vocab: &Vocab) -> String {
     };
     key(&mut s, field);
     push_str(&mut s, text);
-    s.push(',');
-    key(&mut s, "item_id");
-    push_str(&mut s, id);
+    next_str_member(&mut s, "item_id", id);
     if let Kind::Function { name, .. } = &item.kind {
-        s.push(',');
-        key(&mut s, "name");
-        push_str(&mut s, name);
+        next_str_member(&mut s, "name", name);
     }
     s.push(',');
     key(&mut s, "output_index");
@@ -146,8 +136,7 @@ fn write_part(item: &Item, vocab: &Vocab, s: &mut String) {
 pub(crate) fn item_json(item: &Item, status: Status, added: bool, vocab: &Vocab) -> String {
     let mut s = String::with_capacity(item.text.len() + 160);
     s.push('{');
-    key(&mut s, "id");
-    push_str(&mut s, &item.id);
+    str_member(&mut s, "id", &item.id);
     s.push(',');
     let text = if added { "" } else { item.text.as_str() };
     match &item.kind {
@@ -172,35 +161,22 @@ pub(crate) fn item_json(item: &Item, status: Status, added: bool, vocab: &Vocab)
         }
         Kind::Function { name, call_id } => {
             s.push_str("\"type\":\"function_call\",");
-            key(&mut s, "call_id");
-            push_str(&mut s, call_id);
-            s.push(',');
-            key(&mut s, "name");
-            push_str(&mut s, name);
-            s.push(',');
-            key(&mut s, "arguments");
-            push_str(&mut s, text);
+            str_member(&mut s, "call_id", call_id);
+            next_str_member(&mut s, "name", name);
+            next_str_member(&mut s, "arguments", text);
         }
         Kind::Mcp { server_label, name } => {
             s.push_str("\"type\":\"mcp_call\",");
-            key(&mut s, "server_label");
-            push_str(&mut s, server_label);
-            s.push(',');
-            key(&mut s, "name");
-            push_str(&mut s, name);
-            s.push(',');
-            key(&mut s, "arguments");
-            push_str(&mut s, text);
+            str_member(&mut s, "server_label", server_label);
+            next_str_member(&mut s, "name", name);
+            next_str_member(&mut s, "arguments", text);
             match (&item.result, added) {
                 (Some(Outcome::Output(o)), false) => {
-                    s.push(',');
-                    key(&mut s, "output");
-                    push_str(&mut s, o);
+                    next_str_member(&mut s, "output", o);
                 }
                 (Some(Outcome::Error(e)), false) => {
                     s.push_str(",\"error\":{\"type\":\"mcp_tool_execution_error\",\"content\":[{\"type\":\"text\",");
-                    key(&mut s, "text");
-                    push_str(&mut s, e);
+                    str_member(&mut s, "text", e);
                     s.push_str("}]}");
                 }
                 _ => {}
@@ -208,18 +184,14 @@ pub(crate) fn item_json(item: &Item, status: Status, added: bool, vocab: &Vocab)
         }
         Kind::CodeInterpreter { container_id } => {
             s.push_str("\"type\":\"code_interpreter_call\",");
-            key(&mut s, "code");
-            push_str(&mut s, text);
-            s.push(',');
-            key(&mut s, "container_id");
-            push_str(&mut s, container_id);
+            str_member(&mut s, "code", text);
+            next_str_member(&mut s, "container_id", container_id);
             s.push(',');
             key(&mut s, "outputs");
             match (&item.result, added) {
                 (Some(Outcome::Output(logs) | Outcome::Error(logs)), false) => {
                     s.push_str("[{\"type\":\"logs\",");
-                    key(&mut s, "logs");
-                    push_str(&mut s, logs);
+                    str_member(&mut s, "logs", logs);
                     s.push_str("}]");
                 }
                 _ => s.push_str("[]"),
@@ -231,9 +203,7 @@ pub(crate) fn item_json(item: &Item, status: Status, added: bool, vocab: &Vocab)
             write_web_action(action, &mut s);
         }
     }
-    s.push(',');
-    key(&mut s, "status");
-    push_str(&mut s, status.as_str());
+    next_str_member(&mut s, "status", status.as_str());
     s.push('}');
     s
 }
@@ -270,11 +240,9 @@ fn write_web_action(action: &WebAction, s: &mut String) {
 /// An `mcp_list_tools` item (`tools`: the JSON array of the server's tools).
 pub(crate) fn mcp_list_tools_json(id: &str, server_label: &str, tools: &str) -> String {
     let mut s = String::from("{");
-    key(&mut s, "id");
-    push_str(&mut s, id);
+    str_member(&mut s, "id", id);
     s.push_str(",\"type\":\"mcp_list_tools\",");
-    key(&mut s, "server_label");
-    push_str(&mut s, server_label);
+    str_member(&mut s, "server_label", server_label);
     s.push(',');
     key(&mut s, "tools");
     s.push_str(tools);
@@ -284,6 +252,15 @@ pub(crate) fn mcp_list_tools_json(id: &str, server_label: &str, tools: &str) -> 
 
 fn token_text(vocab: &Vocab, token: u32) -> String {
     String::from_utf8_lossy(vocab.token_bytes(token).unwrap_or_default()).into_owned()
+}
+
+/// `{"token": …, ["bytes": …,] "logprob": …` (the object left open).
+fn open_token_logprob(vocab: &Vocab, tok: u32, logprob: f64, with_bytes: bool, out: &mut String) {
+    out.push('{');
+    write_token(vocab, tok, with_bytes, out);
+    out.push(',');
+    key(out, "logprob");
+    push_f64(out, logprob);
 }
 
 /// A JSON array of logprobs (`with_bytes`: each token's bytes too, as in parts).
@@ -298,11 +275,7 @@ pub(crate) fn write_logprobs(
         if i > 0 {
             out.push(',');
         }
-        out.push('{');
-        write_token(vocab, *tok, with_bytes, out);
-        out.push(',');
-        key(out, "logprob");
-        push_f64(out, lp.logprob);
+        open_token_logprob(vocab, *tok, lp.logprob, with_bytes, out);
         out.push(',');
         key(out, "top_logprobs");
         out.push('[');
@@ -310,11 +283,7 @@ pub(crate) fn write_logprobs(
             if j > 0 {
                 out.push(',');
             }
-            out.push('{');
-            write_token(vocab, *t, with_bytes, out);
-            out.push(',');
-            key(out, "logprob");
-            push_f64(out, *l);
+            open_token_logprob(vocab, *t, *l, with_bytes, out);
             out.push('}');
         }
         out.push_str("]}");
@@ -323,8 +292,7 @@ pub(crate) fn write_logprobs(
 }
 
 fn write_token(vocab: &Vocab, tok: u32, with_bytes: bool, out: &mut String) {
-    key(out, "token");
-    push_str(out, &token_text(vocab, tok));
+    str_member(out, "token", &token_text(vocab, tok));
     if with_bytes {
         out.push(',');
         key(out, "bytes");
@@ -358,8 +326,7 @@ pub(crate) fn item_event(output_index: u64, item: &str) -> String {
 /// `item_id`, `output_index`: the body of a call's status events.
 pub(crate) fn ref_event(item_id: &str, output_index: u64) -> String {
     let mut s = String::with_capacity(64);
-    key(&mut s, "item_id");
-    push_str(&mut s, item_id);
+    str_member(&mut s, "item_id", item_id);
     s.push(',');
     key(&mut s, "output_index");
     push_u64(&mut s, output_index);
@@ -370,8 +337,7 @@ pub(crate) fn ref_event(item_id: &str, output_index: u64) -> String {
 pub(crate) fn part_event(item_id: &str, output_index: u64, part: &str) -> String {
     let mut s = String::with_capacity(part.len() + 80);
     s.push_str("\"content_index\":0,");
-    key(&mut s, "item_id");
-    push_str(&mut s, item_id);
+    str_member(&mut s, "item_id", item_id);
     s.push(',');
     key(&mut s, "output_index");
     push_u64(&mut s, output_index);
