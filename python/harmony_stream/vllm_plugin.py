@@ -43,7 +43,7 @@ import math
 import os
 import sys
 import threading
-from typing import Any
+from typing import Any, cast
 
 from ._native import (
     CHANNELS,
@@ -54,6 +54,7 @@ from ._native import (
     ResponseStream,
     Vocab,
 )
+from ._types import FinishReason
 from .errors import HarmonyError, HarmonyStreamError, InvalidTokenError
 
 __all__ = [
@@ -358,7 +359,7 @@ class _Engine:
         if not self.stream.finished:
             try:
                 known = reason if reason in FINISH_REASONS else "stop"
-                events = self.stream.finish(known)  # type: ignore[arg-type]
+                events = self.stream.finish(cast(FinishReason, known))
             except HarmonyStreamError:
                 self._break("finish")
                 return []
