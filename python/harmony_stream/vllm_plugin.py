@@ -590,32 +590,28 @@ def _apply() -> None:
 
     HarmonyContext.init_tool_sessions = init_tool_sessions
 
+    def _serving_engine(args: tuple[Any, ...]) -> _Engine | None:
+        """The engine of a serving call, or None where vLLM's own path stays.
+
+        Both patched serving methods take (request, sampling_params,
+        result_generator, context, model_name, ...) positionally; the rest is
+        passed on as vLLM gave it.
+        """
+        request, _, _, context, model_name = args[:5]
+        if not isinstance(context, HarmonyContext):
+            return None
+        return _attach_engine(context, request, model_name)
+
     orig_process = _set(Serving, "_process_harmony_streaming_events", None)
 
-    # Both serving methods take (request, sampling_params, result_generator,
-    # context, model_name, ...): the wrappers name those they use and pass the
-    # rest on as vLLM gave them.
-    async def _process_harmony_streaming_events(
-        self: Any,
-        request: Any,
-        sampling_params: Any,
-        result_generator: Any,
-        context: Any,
-        model_name: Any,
-        *rest: Any,
-    ) -> Any:
-        engine = (
-            _attach_engine(context, request, model_name)
-            if isinstance(context, HarmonyContext)
-            else None
-        )
+    async def _process_harmony_streaming_events(self: Any, *args: Any) -> Any:
+        engine = _serving_engine(args)
         if engine is None:
-            async for event in orig_process(
-                self, request, sampling_params, result_generator, context, model_name, *rest
-            ):
+            async for event in orig_process(self, *args):
                 yield event
             return
-        number = rest[-1]  # vLLM's _increment_sequence_number_and_return
+        request, _, result_generator, context, _ = args[:5]
+        number = args[-1]  # vLLM's _increment_sequence_number_and_return
         for event in engine.drain():
             yield number(event)
         async for ctx in result_generator:
@@ -650,27 +646,12 @@ def _apply() -> None:
 
     orig_full = _set(Serving, "responses_full_generator", None)
 
-    async def responses_full_generator(
-        self: Any,
-        request: Any,
-        sampling_params: Any,
-        result_generator: Any,
-        context: Any,
-        model_name: Any,
-        *rest: Any,
-        **kwargs: Any,
-    ) -> Any:
-        engine = (
-            _attach_engine(context, request, model_name)
-            if self.use_harmony and isinstance(context, HarmonyContext)
-            else None
-        )
-        response = await orig_full(
-            self, request, sampling_params, result_generator, context, model_name, *rest, **kwargs
-        )
+    async def responses_full_generator(self: Any, *args: Any, **kwargs: Any) -> Any:
+        engine = _serving_engine(args) if self.use_harmony else None
+        response = await orig_full(self, *args, **kwargs)
         if engine is None or not isinstance(response, ResponsesResponse):
             return response
-        engine.finish(context.finish_reason)
+        engine.finish(args[3].finish_reason)
         if engine.output is not None:
             try:
                 output = items_adapter.validate_python(engine.output)

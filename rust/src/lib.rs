@@ -54,4 +54,15 @@ pub(crate) mod test_util {
     pub(crate) fn text(s: &str) -> Vec<u32> {
         s.bytes().map(u32::from).collect()
     }
+
+    /// One message after its `<|start|>` and role: `<|channel|>header<|message|>body`
+    /// and the stop token `stop` (with [`vocab`]).
+    pub(crate) fn msg(header: &str, body: &str, stop: u32) -> Vec<u32> {
+        let mut v = vec![crate::vocab::special::CHANNEL];
+        v.extend(text(header));
+        v.push(crate::vocab::special::MESSAGE);
+        v.extend(text(body));
+        v.push(stop);
+        v
+    }
 }
