@@ -83,7 +83,7 @@ __all__ = [
 ENV_VAR = "HARMONY_STREAM_VLLM"
 FORCE = "force"
 """``HARMONY_STREAM_VLLM=force``: patch an untested vLLM version if every seam matches."""
-SUPPORTED_VLLM_VERSIONS: tuple[str, ...] = ("0.33.0",)
+SUPPORTED_VLLM_VERSIONS: tuple[str, ...] = ("0.32.0", "0.33.0")
 """The vLLM releases the plugin is tested on (``tests_vllm/``, each in its own virtualenv)."""
 SUPPORTED_VLLM_VERSION = SUPPORTED_VLLM_VERSIONS[-1]
 """The newest of :data:`SUPPORTED_VLLM_VERSIONS`."""
@@ -226,7 +226,7 @@ def install() -> bool:
         version = _vllm_version()
         if version is None:
             return False
-        problems = check_seams()
+        problems = check_seams(version)
         if problems:
             logger.warning(
                 "harmony-stream: not patching vLLM %s: %s seam%s not as expected: %s",
@@ -237,7 +237,7 @@ def install() -> bool:
             )
             return False
         try:
-            for owner, name, value in _patch_table():
+            for owner, name, value in _patch_table(version):
                 original = _stored(owner, name)
                 setattr(owner, name, value)
                 _patches.append((owner, name, original))
@@ -294,6 +294,7 @@ class Seam:
     trailing ``"..."`` means "these first, then anything" (the adapter passes
     the rest on as vLLM gave it). ``instance`` marks an attribute that vLLM's
     own code sets on its instances (``self.name``), not one of the class.
+    ``versions``: the vLLM releases the seam is for (None: every release).
     """
 
     module: str
@@ -302,6 +303,11 @@ class Seam:
     patched: bool = False
     params: tuple[str, ...] | None = None
     instance: bool = False
+    versions: tuple[str, ...] | None = None
+
+    def applies_to(self, version: str) -> bool:
+        """Whether the plugin relies on this seam in vLLM `version`."""
+        return self.versions is None or version in self.versions
 
     def __str__(self) -> str:
         where = f"{self.owner}.{self.name}" if self.owner else self.name
@@ -337,6 +343,24 @@ SEAMS: tuple[Seam, ...] = (
         True,
         (*_SERVING_CALL, "..."),
     ),
+    # vLLM 0.32 ends an incomplete streamed response with `response.completed`
+    # (status "incomplete"), and its background replay stops only at that event.
+    Seam(
+        _SERVING,
+        "OpenAIServingResponses",
+        "responses_stream_generator",
+        True,
+        (*_SERVING_CALL, "..."),
+        versions=("0.32.0",),
+    ),
+    Seam(
+        _SERVING,
+        "OpenAIServingResponses",
+        "responses_background_stream_generator",
+        True,
+        ("self", "response_id", "..."),
+        versions=("0.32.0",),
+    ),
     # Read by the replacements.
     Seam(_PARSER, "", "Segment"),
     Seam(_PARSER, "", "ChunkResult"),
@@ -359,10 +383,17 @@ SEAMS: tuple[Seam, ...] = (
 """Every seam, in one table; :func:`check_seams` checks them all before patching."""
 
 
-def check_seams(seams: tuple[Seam, ...] = SEAMS) -> list[str]:
-    """What is not as the plugin expects in this process's vLLM: one line per seam."""
+def check_seams(version: str | None = None, seams: tuple[Seam, ...] = SEAMS) -> list[str]:
+    """What is not as the plugin expects in vLLM `version` (default: the installed
+    one's): one line per seam."""
+    if version is None:
+        import vllm
+
+        version = str(getattr(vllm, "__version__", "unknown"))
     problems: list[str] = []
     for seam in seams:
+        if not seam.applies_to(version):
+            continue
         problem = _seam_problem(seam)
         if problem is not None:
             problems.append(f"{seam} {problem}")
@@ -685,7 +716,7 @@ def _tool_text(messages: Any) -> str:
 # The patches
 
 
-def _patch_table() -> list[tuple[Any, str, Any]]:
+def _patch_table(version: str) -> list[tuple[Any, str, Any]]:
     """Every replacement, as (owner, attribute, new value); vLLM is not touched here."""
     from openai.types.responses import ResponseOutputItem
     from pydantic import TypeAdapter
@@ -884,4 +915,41 @@ def _patch_table() -> list[tuple[Any, str, Any]]:
         return response
 
     table.append((Serving, "responses_full_generator", responses_full_generator))
+    if version == "0.32.0":
+        table.extend(_terminal_event_patches(Serving))
     return table
+
+
+def _terminal_event_patches(Serving: Any) -> list[tuple[Any, str, Any]]:
+    """vLLM 0.32: an incomplete streamed response ends with `response.incomplete`
+    (it sent `response.completed`), and a background stream replay ends there too."""
+    from contextlib import aclosing
+
+    from openai.types.responses import ResponseIncompleteEvent
+
+    orig_stream = _original(Serving, "responses_stream_generator")
+
+    async def responses_stream_generator(self: Any, *args: Any, **kwargs: Any) -> Any:
+        async with aclosing(orig_stream(self, *args, **kwargs)) as events:
+            async for event in events:
+                if event.type == "response.completed" and event.response.status == "incomplete":
+                    event = ResponseIncompleteEvent(
+                        type="response.incomplete",
+                        sequence_number=event.sequence_number,
+                        response=event.response,
+                    )
+                yield event
+
+    orig_replay = _original(Serving, "responses_background_stream_generator")
+
+    async def responses_background_stream_generator(self: Any, *args: Any, **kwargs: Any) -> Any:
+        async with aclosing(orig_replay(self, *args, **kwargs)) as events:
+            async for event in events:
+                yield event
+                if event.type in _TERMINAL:
+                    return
+
+    return [
+        (Serving, "responses_stream_generator", responses_stream_generator),
+        (Serving, "responses_background_stream_generator", responses_background_stream_generator),
+    ]
