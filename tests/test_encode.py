@@ -102,11 +102,11 @@ def test_encoding_releases_the_gil(vocab: Vocab) -> None:
     A long run of one letter is one pre-token, merged in one Rust call; holding
     the GIL would stop the main thread for the whole call.
     """
-    text = "a" * 20000
+    text = "a" * 40000
     t0 = time.perf_counter()
     vocab.encode(text)
     alone = time.perf_counter() - t0
-    assert alone > 0.05, "the text must take a while for this test to mean anything"
+    assert alone > 0.2, "the text must take a while for this test to mean anything"
 
     worker = threading.Thread(target=vocab.encode, args=(text,))
     gaps: list[float] = []

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from openai_harmony import Message, Role
 from stream_checks.strict import validate_stream
 
-from harmony_stream import Vocab
+from harmony_stream import HarmonyParser, Vocab
 from harmony_stream._native import CHANNELS
 from harmony_stream.replay import replay_events, replay_response
 from harmony_stream.transcript import (
@@ -150,6 +150,18 @@ def test_tokens_are_openai_harmony_rendering(vocab: Vocab, enc: Any, doc: dict[s
     ]
     assert [m.to_dict()["content"][0]["text"] for m in parsed] == [m["content"] for m in assistant]
     assert [m.channel for m in parsed] == [m["channel"] for m in assistant]
+    assert [m.recipient for m in parsed] == [m.get("recipient") for m in assistant]
+    assert [m.content_type for m in parsed] == [m.get("content_type") for m in assistant]
+    # harmony-stream's parser reads the same, strict, and lenient with nothing to recover.
+    ours = []
+    for t in docs_turns:
+        for strict in (True, False):
+            parser = HarmonyParser(vocab, strict=strict)
+            parser.process_many(t["tokens"])
+            parser.process_eos()
+            assert not parser.recoveries
+        ours += [m.to_dict() for m in parser.messages]
+    assert ours == [m.to_dict() for m in parsed]
 
 
 def test_the_readme_example(vocab: Vocab, enc: Any) -> None:
