@@ -371,6 +371,10 @@ CALL_MSG = {"channel": "commentary", "recipient": "functions.f", "content": "{}"
         ([], "a messages document is a JSON object"),
         ({}, "missing 'messages'"),
         (doc_with(), "'messages' must be a non-empty list"),
+        (
+            doc_with({"channel": "final", "content": ""}, tokens=[]),
+            "'tokens' belongs to a transcript",
+        ),
         (doc_with(1), "messages[0] must be an object"),
         (doc_with({"channel": "final"}), "messages[0]: missing 'content'"),
         (doc_with({"channel": "summary", "content": ""}), 'messages[0]: channel "summary"'),
@@ -453,6 +457,10 @@ def test_bad_documents_say_where(vocab: Vocab, doc: Any, message: str) -> None:
         ),
         ([{"type": "web_search_call", "action": {"type": "scroll"}}], "output[0]: action type"),
         ([{"type": "mcp_list_tools"}], "the response has no output item gpt-oss writes"),
+        (
+            [{"type": "function_call_output", "call_id": "c", "output": ""}],
+            "output[0]: a function_call_output comes right after its function_call",
+        ),
         ([{"type": "message", "role": "user", "content": []}], "output[0]: a message of the model"),
     ],
 )
@@ -461,3 +469,11 @@ def test_bad_responses_say_where(vocab: Vocab, response: Any, message: str) -> N
         from_response(vocab, response, source="r.json")
     assert str(info.value).startswith("r.json: ")
     assert message in str(info.value)
+
+
+def test_other_keys_are_kept_as_a_transcript_keeps_them(vocab: Vocab) -> None:
+    doc = doc_with({"channel": "final", "content": "x"}, description="a test", max_output_tokens=9)
+    made = from_messages(vocab, doc)
+    assert made["description"] == "a test"
+    assert made["max_output_tokens"] == 9
+    assert parse_transcript(made).extra == {"description": "a test"}

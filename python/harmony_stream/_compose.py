@@ -22,7 +22,6 @@ otherwise (the model's stop tokens); every other message ends with ``<|end|>``.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ from ._native import CHANNELS, TOOL_TYPES, ResponseStream, Vocab
 from ._types import MessagesDocument
 from .errors import HarmonyStreamError, InvalidTokenError
 from .transcript import MAX_OUTPUT_TOKENS, TranscriptError, parse_transcript
+from .transcript import _show as _show
 
 __all__ = ["dumps_transcript", "from_document", "from_messages", "from_response"]
 
@@ -45,23 +45,12 @@ _SPECIALS = (
 _CONSTRAIN = "<|constrain|>"
 _ASSISTANT_KEYS = ("role", "channel", "recipient", "content_type", "content")
 _TOOL_KEYS = ("role", "name", "content", "error")
+_TRANSCRIPT_KEYS = ("turns", "tokens", "finish_reason")
 # What each built-in call is written as (docs/architecture.md, Routing).
 _BROWSER = {"search": "browser.search", "open_page": "browser.open"}
 _FIND = ("find", "find_in_page")
 # Recipients that do not read back as an MCP call.
 _NOT_MCP = ("python", "browser.search", "browser.open", "browser.find")
-
-
-def _show(value: Any) -> str:
-    """A JSON value in a few words, for error messages."""
-    if isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
-        return text if len(text) <= 40 else text[:37] + '..."'
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, (int, float)):
-        return repr(value) if not isinstance(value, float) or math.isfinite(value) else "NaN"
-    return "a list" if isinstance(value, list) else "an object"
 
 
 def _special_ids(vocab: Vocab) -> dict[str, int]:
@@ -289,8 +278,15 @@ def from_messages(
             f"{source}: 'max_output_tokens' must be a whole number from 1 to "
             f"{MAX_OUTPUT_TOKENS}, or null; not {_show(mot)}"
         )
+    for key in _TRANSCRIPT_KEYS:
+        if key in doc:
+            raise TranscriptError(
+                f"{source}: '{key}' belongs to a transcript; a messages document has "
+                "'messages' (and 'tools', 'max_output_tokens')"
+            )
     tools = _check_tools(vocab, doc.get("tools", []), source)
     turns = _turns(doc["messages"], source)
+    # Other keys (a description...) are kept, as a transcript keeps them.
     extra = {k: v for k, v in doc.items() if k not in ("messages", "tools", "max_output_tokens")}
     return _compose(vocab, turns, tools, mot, extra, source)
 
@@ -470,8 +466,10 @@ def _response_turns(items: Sequence[Any], source: str) -> list[_Turn]:
         if not isinstance(item, dict):
             raise TranscriptError(f"{where} must be an object, not {_show(item)}")
         if item.get("type") == "function_call_output":  # a conversation's input item
-            if turn is None or turn.result is not None or waiting is None:
-                raise TranscriptError(f"{where}: a function_call_output follows its function_call")
+            if turn is None or waiting is None or not waiting.startswith("functions."):
+                raise TranscriptError(
+                    f"{where}: a function_call_output comes right after its function_call"
+                )
             turn.result = {"output": _str_field(item, "output", where), "error": None}
             turn, waiting = None, None
             continue
