@@ -285,3 +285,96 @@ def test_a_budget_below_the_transcript_ends_incomplete(
     terminal = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert terminal["type"] == "response.incomplete"
     assert terminal["response"]["usage"]["output_tokens"] == 50
+
+
+# --------------------------------------------------------------------------- transcript
+
+
+def _example_messages() -> Path:
+    return sample_transcript_path().parent / "example_messages.json"
+
+
+def test_transcript_command_makes_what_events_replays(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """messages file → transcript file → events: the items hold the messages' words."""
+    doc = json.loads(_example_messages().read_text())
+    messages = tmp_path / "messages.json"
+    messages.write_text(json.dumps(doc))
+    out = tmp_path / "transcript.json"
+    assert main(["transcript", str(messages), "-o", str(out)]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["events", "--format", "jsonl", str(out)]) == 0
+    terminal = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert terminal["type"] == "response.completed"
+    output = terminal["response"]["output"]
+    assert [i["type"] for i in output] == ["reasoning", "function_call", "message"]
+    assert output[0]["content"][0]["text"] == doc["messages"][0]["content"]
+    assert output[1]["name"] == doc["messages"][1]["recipient"].removeprefix("functions.")
+    assert output[1]["arguments"] == doc["messages"][1]["content"]
+    assert output[2]["content"][0]["text"] == doc["messages"][3]["content"]
+    assert terminal["response"]["tools"] == doc["tools"]
+    # Without -o the same transcript goes to stdout.
+    assert main(["transcript", str(messages)]) == 0
+    assert capsys.readouterr().out == out.read_text()
+
+
+def test_transcript_of_a_response_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A saved response (here the events command's own final response) is read too."""
+    assert main(["events", "--format", "jsonl", str(DATA / "transcripts" / "chat_final.json")]) == 0
+    response = json.loads(capsys.readouterr().out.splitlines()[-1])["response"]
+    saved = tmp_path / "response.json"
+    saved.write_text(json.dumps(response))
+    assert main(["transcript", str(saved)]) == 0
+    made = json.loads(capsys.readouterr().out)
+    again = replay_response(parse_transcript(made), Vocab.load())
+    strip = ("id",)
+    assert [{k: v for k, v in i.items() if k not in strip} for i in again["output"]] == [
+        {k: v for k, v in i.items() if k not in strip} for i in response["output"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            '{"messages": [{"channel": "final", "content": "a"}, {"channel": "final", '
+            '"content": "b"}, {"channel": "final", "content": "c"}, {"channel": "nope", '
+            '"content": "d"}]}',
+            'm.json: messages[3]: channel "nope": the channel is one of analysis, '
+            "commentary, final",
+        ),
+        (
+            '{"messages": [{"channel": "final", "content": "a"}, '
+            '{"role": "tool", "name": "x", "content": "out"}]}',
+            "m.json: messages[1]: a tool message answers the call just before it",
+        ),
+        ('{"turns": [{"tokens": []}]}', "m.json: this is already a transcript"),
+        ('{"foo": 1}', "m.json: not a messages document"),
+        ('[{"type": "message", "role": "user", "content": []}]', "m.json: output[0]: "),
+        ("not json", "m.json: not JSON"),
+    ],
+)
+def test_transcript_errors_name_file_and_message(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    content: str,
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("m.json").write_text(content)
+    assert main(["transcript", "m.json", "-o", "out.json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"harmony-stream: error: {message}")
+    assert captured.err.count("\n") == 1
+    assert not Path("out.json").exists()
+
+
+def test_transcript_output_that_cannot_be_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "missing-dir" / "t.json"
+    assert main(["transcript", str(_example_messages()), "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"harmony-stream: error: {target}: No such file or directory")

@@ -66,6 +66,13 @@ class Vocab:
     def n_regular(self) -> int: ...
     def token_bytes(self, token: SupportsIndex) -> bytes: ...
     def decode_bytes(self, tokens: Iterable[SupportsIndex]) -> bytes: ...
+    def encode(self, text: str) -> list[int]:
+        """The o200k tokens of ordinary text, as tiktoken's ``encode_ordinary`` gives them.
+
+        Nothing in ``text`` is read as a special token: ``"<|start|>"`` becomes
+        the tokens of those nine characters. The encoder is built on the first
+        call (from this vocabulary's own ranks); the GIL is released while it runs.
+        """
     def __len__(self) -> int: ...
 
 @final

