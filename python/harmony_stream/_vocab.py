@@ -48,14 +48,15 @@ def default_install_dir() -> Path:
 
     ``$TIKTOKEN_ENCODINGS_BASE`` when it is set and not empty (the first place
     every loader looks, and with it set the only one); else the user's cache
-    directory, ``$XDG_CACHE_HOME/harmony-stream/tiktoken`` (``~/.cache`` without
-    ``XDG_CACHE_HOME``), never the working directory.
+    directory, ``$XDG_CACHE_HOME/harmony-stream/tiktoken`` (``~/.cache`` when
+    ``XDG_CACHE_HOME`` is unset or not absolute), never the working directory.
     """
     base = os.environ.get("TIKTOKEN_ENCODINGS_BASE")
     if base:
         return Path(base)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "harmony-stream" / "tiktoken"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    cache = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # as the XDG spec says
+    return cache / "harmony-stream" / "tiktoken"
 
 
 def install_vocab(directory: str | os.PathLike[str]) -> Path:

@@ -450,7 +450,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     glob = global_options()
     ap.add_argument("--vocab", metavar="PATH", default=None, help=_VOCAB_HELP)
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = ap.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="what to do ('harmony-stream COMMAND --help' describes each)",
+    )
 
     def command(
         name: str, summary: str, description: str, *, vocab: bool = True
@@ -523,7 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
         "The vocabulary: o200k_base.tiktoken (SHA-256 " + VOCAB_SHA256_SHORT + "...).",
         vocab=False,
     )
-    vsub = v.add_subparsers(dest="action", required=True, metavar="ACTION")
+    vsub = v.add_subparsers(
+        dest="action",
+        required=True,
+        metavar="ACTION",
+        help="check or install ('harmony-stream vocab ACTION --help' describes each)",
+    )
     vc = vsub.add_parser(
         "check",
         help="load the vocabulary and print which file it came from",
@@ -581,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         metavar="FILE",
         help="JSON config: transcripts, rules, default, models, seed, ... (README, "
-        '"Replay server")',
+        '"Replay server") (default: no config file)',
     )
     s.add_argument(
         "--seed", type=SEED, help="fixed ids and created_at=0 in every response (default: random)"
