@@ -30,7 +30,7 @@ $(VENV)/.deps-demo: pyproject.toml
 
 # The rest, for `make test`: the test, bench and lint tools.
 $(VENV)/.deps-test: $(VENV)/.deps-demo
-	$(PIP) install -q --group dev
+	$(PIP) install -q --group tools
 	touch $@
 
 .PHONY: install-demo
