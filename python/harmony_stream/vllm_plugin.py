@@ -1,6 +1,7 @@
 """harmony-stream inside vLLM 0.33.0: a general plugin, switched on by one variable.
 
-``pip install 'harmony-stream[vllm]'`` registers :func:`register` under vLLM's
+``pip install harmony-stream`` (into vLLM's environment; there is no ``vllm``
+extra, so vLLM is never replaced) registers :func:`register` under vLLM's
 ``vllm.general_plugins`` entry point group; vLLM calls it in every process it
 starts. It does nothing unless ``HARMONY_STREAM_VLLM=1`` (or ``true``/``yes``/
 ``on``). Then, and only on ``vllm==0.33.0``, in the process that serves the API
