@@ -171,6 +171,12 @@ impl Vocab {
         }
     }
 
+    /// Where the tokens came from: the file's path, or what the bytes were called.
+    #[getter]
+    fn source(&self) -> &str {
+        self.inner.source()
+    }
+
     fn __len__(&self) -> usize {
         self.inner.len()
     }

@@ -1,6 +1,7 @@
 """harmony-stream inside vLLM: a general plugin, switched on by one variable.
 
-``pip install harmony-stream`` into vLLM's environment registers :func:`register`
+``pip install harmony-stream`` into vLLM's environment (there is no ``vllm``
+extra, so vLLM is never replaced) registers :func:`register`
 under vLLM's ``vllm.general_plugins`` entry point group; vLLM calls it in every
 process it starts. It does nothing unless ``HARMONY_STREAM_VLLM=1`` (or ``true``/
 ``yes``/``on``). Then, on a vLLM release of :data:`SUPPORTED_VLLM_VERSIONS` (or
