@@ -106,33 +106,50 @@ leak-check: vocab ## the core crate's tests and the fuzz seeds under valgrind
 	bash scripts/leak_check.sh
 
 # ---------------------------------------------------------------------------
-# vLLM (issue 4): the plugin against vLLM 0.33.0's real serving code, in its own
-# virtualenv. vllm and torch are ~9 GB and take minutes to install, so the
-# virtualenv lives outside the checkout, keyed by its pins: a clean clone on the
-# same machine reuses it, a fresh machine makes it. This checkout's wheel is
-# installed into it on every run (so vLLM finds the real entry point).
-VLLM_PINS := vllm==0.33.0 mcp==2.3.0 openai==3.57.0 pytest==9.2.0 httpx==0.28.1
-VLLM_VENV ?= $(HOME)/.cache/harmony-stream/venv-vllm-$(shell echo '$(VLLM_PINS)' | sha1sum | cut -c1-12)
+# vLLM: the plugin against the real serving code of every vLLM release it
+# supports (harmony_stream.vllm_plugin.SUPPORTED_VLLM_VERSIONS), each in its own
+# virtualenv. vllm and torch are ~9 GB a release and take minutes to install, so
+# the virtualenvs live outside the checkout, keyed by their pins: a clean clone
+# on the same machine reuses them, a fresh machine makes them. This checkout's
+# wheel is installed into each on every run (so vLLM finds the real entry point).
+# The first release is the newest: the benches' baseline.
+VLLM_VERSIONS := 0.33.0 0.32.0
+VLLM_COMMON_PINS := mcp==2.3.0 openai==3.57.0 pytest==9.2.0 httpx==0.28.1
+vllm_pins = vllm==$(1) $(VLLM_COMMON_PINS)
+vllm_venv = $(HOME)/.cache/harmony-stream/venv-vllm-$(shell echo '$(call vllm_pins,$(1))' | sha1sum | cut -c1-12)
+VLLM_VENV ?= $(call vllm_venv,$(firstword $(VLLM_VERSIONS)))
 VLLM_PY := $(VLLM_VENV)/bin/python
 export HS_BENCH_VLLM_PYTHON ?= $(VLLM_PY)
 
-$(VLLM_VENV)/.deps:
-	rm -rf $(VLLM_VENV)
-	python3 -m venv $(VLLM_VENV)
-	$(VLLM_PY) -m pip install -q --upgrade pip
-	$(VLLM_PY) -m pip install -q $(VLLM_PINS)
-	touch $@
-
-.PHONY: vllm-venv
-vllm-venv: $(VLLM_VENV)/.deps install ## the vLLM 0.33.0 virtualenv (cached), with this checkout's wheel in it
+.PHONY: wheel
+wheel: install ## this checkout's wheel (release) in .cache/wheel
 	rm -rf .cache/wheel
 	$(VENV)/bin/maturin build -q --release -o .cache/wheel
-	$(VLLM_PY) -m pip install -q --no-deps --force-reinstall .cache/wheel/*.whl
+
+# `make vllm-venv-0.32.0`: that release's virtualenv (made once), with the wheel in it.
+.PHONY: $(addprefix vllm-venv-,$(VLLM_VERSIONS))
+$(addprefix vllm-venv-,$(VLLM_VERSIONS)): vllm-venv-%: wheel
+	@venv='$(call vllm_venv,$*)'; \
+	if [ ! -f "$$venv/.deps" ]; then \
+		rm -rf "$$venv" && python3 -m venv "$$venv" && \
+		"$$venv/bin/python" -m pip install -q --upgrade pip && \
+		"$$venv/bin/python" -m pip install -q $(call vllm_pins,$*) && \
+		touch "$$venv/.deps"; \
+	fi; \
+	"$$venv/bin/python" -m pip install -q --no-deps --force-reinstall .cache/wheel/*.whl
+
+.PHONY: vllm-venv
+vllm-venv: $(addprefix vllm-venv-,$(VLLM_VERSIONS)) ## every supported vLLM release's virtualenv (cached), with this checkout's wheel
+
+# The whole suite on every release (each takes ~4 minutes once its virtualenv exists).
+.PHONY: $(addprefix test-vllm-,$(VLLM_VERSIONS))
+$(addprefix test-vllm-,$(VLLM_VERSIONS)): test-vllm-%: vllm-venv-% vocab
+	@echo "== tests_vllm on vllm==$*"
+	'$(call vllm_venv,$*)/bin/python' -m pytest tests_vllm -q -p no:cacheprovider
 
 .PHONY: test-vllm
-test-vllm: vllm-venv vocab ## the plugin against vLLM 0.33.0's real serving code (tests_vllm/)
-	$(VLLM_PY) -m pytest tests_vllm -q -p no:cacheprovider
+test-vllm: $(addprefix test-vllm-,$(VLLM_VERSIONS)) ## the plugin against the real serving code of every supported vLLM release (tests_vllm/)
 
 .PHONY: clean-vllm
-clean-vllm: ## remove the cached vLLM virtualenv
-	rm -rf $(VLLM_VENV)
+clean-vllm: ## remove the cached vLLM virtualenvs
+	rm -rf $(foreach v,$(VLLM_VERSIONS),'$(call vllm_venv,$(v))')

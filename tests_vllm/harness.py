@@ -435,7 +435,12 @@ async def _post(app: App, path: str, body: dict[str, Any]) -> httpx.Response:
         raise_app_exceptions=False,
     )
     async with httpx.AsyncClient(transport=transport, base_url="http://vllm.test") as client:
-        return await client.post(path, json=body, timeout=60)
+        # httpx's timeout does not reach an in-process app: a response that never
+        # ends fails the test after REQUEST_TIMEOUT_S instead of hanging the suite.
+        return await asyncio.wait_for(client.post(path, json=body), REQUEST_TIMEOUT_S)
+
+
+REQUEST_TIMEOUT_S = 60
 
 
 def _request(

@@ -926,20 +926,27 @@ def _terminal_event_patches(Serving: Any) -> list[tuple[Any, str, Any]]:
     (it sent `response.completed`), and a background stream replay ends there too."""
     from contextlib import aclosing
 
-    from openai.types.responses import ResponseIncompleteEvent
+    from openai.types.responses import ResponseIncompleteEvent as OpenAIIncompleteEvent
+    from vllm.entrypoints.openai.responses.protocol import ResponsesResponse
+
+    class ResponseIncompleteEvent(OpenAIIncompleteEvent):
+        """As vLLM 0.33 declares it: the event carries vLLM's own response type."""
+
+        response: ResponsesResponse
 
     orig_stream = _original(Serving, "responses_stream_generator")
 
+    # vLLM's generator is left to be closed as vLLM leaves it (no aclosing here):
+    # closing it explicitly ends its MCP sessions with an error after the response.
     async def responses_stream_generator(self: Any, *args: Any, **kwargs: Any) -> Any:
-        async with aclosing(orig_stream(self, *args, **kwargs)) as events:
-            async for event in events:
-                if event.type == "response.completed" and event.response.status == "incomplete":
-                    event = ResponseIncompleteEvent(
-                        type="response.incomplete",
-                        sequence_number=event.sequence_number,
-                        response=event.response,
-                    )
-                yield event
+        async for event in orig_stream(self, *args, **kwargs):
+            if event.type == "response.completed" and event.response.status == "incomplete":
+                event = ResponseIncompleteEvent(
+                    type="response.incomplete",
+                    sequence_number=event.sequence_number,
+                    response=event.response,
+                )
+            yield event
 
     orig_replay = _original(Serving, "responses_background_stream_generator")
 
