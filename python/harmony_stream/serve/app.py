@@ -26,6 +26,8 @@ import anyio.lowlevel
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -44,14 +46,18 @@ from .request import (
     parse_request,
 )
 
-__all__ = ["Replay", "create_app", "synthetic_logprobs"]
+__all__ = ["ROUTES", "Replay", "Stored", "create_app", "input_items", "synthetic_logprobs"]
 
 log = logging.getLogger("harmony_stream.serve")
 
 Sink = Callable[[bytes], Awaitable[None]]
 
-# Remembered responses (for `previous_response_id`): the newest this many.
+# Remembered responses (`previous_response_id`, `GET /v1/responses/{id}`): the newest
+# this many, and no more than this many bytes of their JSON and requests.
 MAX_REMEMBERED = 4096
+MAX_REMEMBERED_BYTES = 256 * 1024 * 1024
+# The SSE comment sent while a tool call runs, every `keepalive_s` seconds.
+KEEPALIVE = b": keep-alive\n\n"
 # Bodies larger than this are parsed in a worker thread, so the event loop goes on.
 PARSE_IN_THREAD_BYTES = 64 * 1024
 
@@ -78,19 +84,56 @@ def synthetic_logprobs(
 
 
 @dataclass
+class Stored:
+    """A response the server keeps (its request had ``store`` true, the default).
+
+    While it streams, its JSON is read from its engine (`stream`); once finished
+    the final JSON is kept and the engine let go.
+    """
+
+    entry: str
+    segment: int
+    input: str | list[dict[str, Any]]
+    size: int
+    stream: ResponseStream | None = None
+    json: str = ""
+
+    def response_json(self) -> str:
+        return self.stream.response_json() if self.stream is not None else self.json
+
+
+@dataclass
 class State:
     """What the app shares between requests."""
 
     config: ServeConfig
     vocab: Vocab
     corpus: Corpus
-    served: OrderedDict[str, tuple[str, int]] = field(default_factory=OrderedDict)
+    served: OrderedDict[str, Stored] = field(default_factory=OrderedDict)
+    served_bytes: int = 0
 
-    def remember(self, response_id: str, entry: str, segment: int) -> None:
-        self.served[response_id] = (entry, segment)
-        self.served.move_to_end(response_id)
-        while len(self.served) > MAX_REMEMBERED:
-            self.served.popitem(last=False)
+    def remember(self, response_id: str, stored: Stored) -> None:
+        self.forget(response_id)
+        self.served[response_id] = stored
+        self.served_bytes += stored.size
+        while len(self.served) > MAX_REMEMBERED or self.served_bytes > MAX_REMEMBERED_BYTES:
+            _, old = self.served.popitem(last=False)
+            self.served_bytes -= old.size
+
+    def finished(self, response_id: str, stream: ResponseStream) -> None:
+        """Keeps the final JSON of a stored response (if still stored)."""
+        stored = self.served.get(response_id)
+        if stored is not None and stored.stream is stream:
+            stored.json = stream.response_json()
+            stored.stream = None
+            stored.size += len(stored.json)
+            self.served_bytes += len(stored.json)
+
+    def forget(self, response_id: str) -> bool:
+        stored = self.served.pop(response_id, None)
+        if stored is not None:
+            self.served_bytes -= stored.size
+        return stored is not None
 
 
 class Replay:
@@ -99,7 +142,7 @@ class Replay:
     def __init__(self, state: State, request: ResponsesRequest) -> None:
         self.state = state
         self.request = request
-        previous: tuple[str, int] | None = None
+        previous: Stored | None = None
         if request.previous_response_id is not None:
             previous = state.served.get(request.previous_response_id)
             if previous is None:
@@ -110,10 +153,10 @@ class Replay:
                 )
         if state.config.mcp_allowed_hosts is not None:
             check_mcp_hosts(request, state.config.mcp_allowed_hosts)
+        index = request.count_input("function_call_output") + (previous.segment if previous else 0)
         self.entry: Entry = state.corpus.choose(
-            request, state.config, previous[0] if previous else None
+            request, state.config, previous.entry if previous else None, index
         )
-        index = request.count_input("function_call_output") + (previous[1] if previous else 0)
         if index >= len(self.entry.segments):
             raise RequestError(
                 f"Transcript {self.entry.name!r} answers {len(self.entry.segments)} request(s) "
@@ -167,6 +210,7 @@ class Replay:
                 mcp_tool_lists=lists or None,
                 id_seed=self.id_seed(),
                 created_at=0 if config.seed is not None else None,
+                settings=self.request.settings,
             )
         except (HarmonyStreamError, ValueError, TypeError, OverflowError) as e:
             # The request passed our checks but the engine refuses its settings.
@@ -193,14 +237,14 @@ class Replay:
         self.events += out.count(b"\n\n")
         return out
 
-    async def run(self, mcp: McpServers, sink: Sink) -> None:
+    async def run(self, mcp: McpServers, sink: Sink, keepalive: Sink | None = None) -> None:
         """Streams the segment into `sink`: start, tokens, tool results, finish.
 
         A transcript the engine refuses (a token id outside the vocabulary, say)
         ends the response with ``response.failed`` carrying the reason.
         """
         try:
-            await self._run(mcp, sink)
+            await self._run(mcp, sink, keepalive)
         except HarmonyStreamError as e:
             stream = self.stream
             assert stream is not None
@@ -210,7 +254,7 @@ class Replay:
                 await sink(self._timed(stream.finish_sse, "error", message))
             self.status = stream.response()["status"]
 
-    async def _run(self, mcp: McpServers, sink: Sink) -> None:
+    async def _run(self, mcp: McpServers, sink: Sink, keepalive: Sink | None) -> None:
         stream = self.stream
         assert stream is not None, "prepare() first"
         config = self.state.config
@@ -233,22 +277,40 @@ class Replay:
                     await anyio.lowlevel.checkpoint()  # lets a disconnect be noticed
             elif isinstance(step, ToolResult):
                 if stream.awaiting_tool_output:
-                    output, error = await self._tool_result(mcp, step)
+                    output, error = await self._tool_result(mcp, step, keepalive)
                     await sink(self._timed(stream.tool_output_sse, output, error))
             else:
                 await sink(self._timed(stream.finish_sse, step.reason))
         self.status = stream.response()["status"]
 
     async def _tool_result(
-        self, mcp: McpServers, turn: ToolResult
+        self, mcp: McpServers, turn: ToolResult, keepalive: Sink | None
     ) -> tuple[str | None, str | None]:
         """The result for the call the engine waits for: from its MCP server when
-        the request gives one for its label, else the transcript's recorded one."""
+        the request gives one for its label, else the transcript's recorded one.
+
+        While the MCP server works, `keepalive` gets ``: keep-alive`` (an SSE
+        comment) every `keepalive_s` seconds, so proxies and clients keep the
+        stream open."""
         assert self.stream is not None
         call = self.stream.pending_call
         if call is None or call["type"] != "mcp_call" or not mcp.has_server(call["server_label"]):
             return turn.output, turn.error
-        result = await mcp.call(call["server_label"], call["name"], call["arguments"])
+        async with anyio.create_task_group() as tg:
+            if keepalive is not None:
+                interval = self.state.config.keepalive_s
+
+                async def tick() -> None:
+                    while True:
+                        await anyio.sleep(interval)
+                        try:
+                            await keepalive(KEEPALIVE)
+                        except OSError:  # the client went away: the watcher ends the replay
+                            return
+
+                tg.start_soon(tick)
+            result = await mcp.call(call["server_label"], call["name"], call["arguments"])
+            tg.cancel_scope.cancel()
         return result.output, result.error
 
     def log_line(self, elapsed_s: float) -> str:
@@ -332,7 +394,7 @@ class ReplayResponse(Response):
                         tg.cancel_scope.cancel()
                         return
                     self._remember(replay)  # before the end is sent: a follow-up may name it
-                    await replay.run(mcp, sink)
+                    await replay.run(mcp, sink, sink if streaming else None)
                     answered = streaming  # every event is out
                 if streaming:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -351,9 +413,20 @@ class ReplayResponse(Response):
     @staticmethod
     def _remember(replay: Replay) -> None:
         assert replay.stream is not None
-        replay.state.remember(replay.stream.response_id, replay.entry.name, replay.segment_index)
+        if not replay.request.store:
+            return
+        stored = Stored(
+            replay.entry.name,
+            replay.segment_index,
+            replay.request.input,
+            len(replay.request.fingerprint),
+            stream=replay.stream,
+        )
+        replay.state.remember(replay.stream.response_id, stored)
 
     def _finished(self, replay: Replay) -> None:
+        if replay.stream is not None:
+            replay.state.finished(replay.stream.response_id, replay.stream)
         if replay.stream is not None or replay.disconnected:
             log.info(replay.log_line(time.perf_counter() - self.started))
 
@@ -444,13 +517,196 @@ async def _responses(request: Request) -> Response:
     return ReplayResponse(replay, started)
 
 
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "harmony-stream"}
+
+
 async def _models(request: Request) -> Response:
     state: State = request.app.state.replay
-    data = [
-        {"id": m, "object": "model", "created": 0, "owned_by": "harmony-stream"}
-        for m in state.config.models
-    ]
-    return JSONResponse({"object": "list", "data": data})
+    return JSONResponse({"object": "list", "data": [_model(m) for m in state.config.models]})
+
+
+async def _get_model(request: Request) -> Response:
+    state: State = request.app.state.replay
+    name = request.path_params["model"]
+    if name not in state.config.models:
+        return JSONResponse(
+            error_body(
+                f"The model '{name}' does not exist or you do not have access to it.",
+                code="model_not_found",
+            ),
+            status_code=404,
+        )
+    return JSONResponse(_model(name))
+
+
+def _stored(request: Request) -> tuple[str, Stored] | Response:
+    """The stored response the path names, or the 404 OpenAI answers."""
+    state: State = request.app.state.replay
+    response_id = request.path_params["response_id"]
+    stored = state.served.get(response_id)
+    if stored is None:
+        return JSONResponse(
+            error_body(f"Response with id '{response_id}' not found.", param="response_id"),
+            status_code=404,
+        )
+    return response_id, stored
+
+
+async def _get_response(request: Request) -> Response:
+    found = _stored(request)
+    if isinstance(found, Response):
+        return found
+    if request.query_params.get("stream", "false").lower() == "true":
+        return _error_response(
+            RequestError(
+                "Streaming a stored response is for background responses, which this replay "
+                "server does not support: get it without stream=true.",
+                param="stream",
+                code="unsupported_parameter",
+            )
+        )
+    return Response(found[1].response_json(), media_type="application/json")
+
+
+async def _delete_response(request: Request) -> Response:
+    found = _stored(request)
+    if isinstance(found, Response):
+        return found
+    state: State = request.app.state.replay
+    state.forget(found[0])
+    return JSONResponse({"id": found[0], "object": "response.deleted", "deleted": True})
+
+
+async def _cancel_response(request: Request) -> Response:
+    found = _stored(request)
+    if isinstance(found, Response):
+        return found
+    return _error_response(
+        RequestError(
+            "Only responses created with background=true can be cancelled, and this replay "
+            "server does not support background mode.",
+            code="unsupported_parameter",
+        )
+    )
+
+
+_ITEM_ID_PREFIX = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "reasoning": "rs",
+    "mcp_list_tools": "mcpl",
+    "mcp_call": "mcp",
+}
+
+
+def input_items(response_id: str, given: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A request's input as the API lists it: every item with an ``id``.
+
+    A string input is one user message; a message whose ``content`` is a string
+    gets it as one ``input_text`` part (``output_text`` for the assistant's); an
+    item without an id gets one derived from the response id and its position
+    (the same on every call), and a message, function call or output without a
+    ``status`` is ``completed``.
+    """
+    items = (
+        [{"type": "message", "role": "user", "content": given}] if isinstance(given, str) else given
+    )
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        kind = item.get("type", "message")
+        entry = {"type": kind, **item}
+        content = entry.get("content")
+        if kind == "message" and isinstance(content, str):
+            part = "output_text" if entry.get("role") == "assistant" else "input_text"
+            entry["content"] = [{"type": part, "text": content}]
+            if part == "output_text":
+                entry["content"][0]["annotations"] = []
+        if "id" not in entry:
+            digest = hashlib.sha256(f"{response_id}/{i}".encode()).hexdigest()[:32]
+            entry["id"] = f"{_ITEM_ID_PREFIX.get(kind, 'item')}_{digest}"
+        if kind in ("message", "function_call", "function_call_output"):
+            entry.setdefault("status", "completed")
+        out.append(entry)
+    return out
+
+
+_LIST_LIMIT = (1, 100)
+
+
+async def _input_items(request: Request) -> Response:
+    """`GET /v1/responses/{id}/input_items`: ``limit`` (1-100, 20), ``order`` (desc),
+    ``after`` (an item id): a page of the list, as the API pages it."""
+    found = _stored(request)
+    if isinstance(found, Response):
+        return found
+    response_id, stored = found
+    query = request.query_params
+    try:
+        limit = int(query.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not _LIST_LIMIT[0] <= limit <= _LIST_LIMIT[1]:
+        return _error_response(
+            RequestError(
+                f"Invalid 'limit': expected an integer between 1 and 100, but got "
+                f"{query.get('limit')!r} instead.",
+                param="limit",
+                code="invalid_value",
+            )
+        )
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        return _error_response(
+            RequestError(
+                f"Invalid value: {order!r}. Supported values are: 'asc' and 'desc'.",
+                param="order",
+                code="invalid_value",
+            )
+        )
+    items = input_items(response_id, stored.input)
+    if order == "desc":
+        items.reverse()
+    after = query.get("after")
+    if after is not None:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            return _error_response(
+                RequestError(
+                    f"No input item with id '{after}' in response '{response_id}'.",
+                    param="after",
+                    code="invalid_value",
+                )
+            )
+        items = items[ids.index(after) + 1 :]
+    page = items[:limit]
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(items) > limit,
+        }
+    )
+
+
+async def _health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+# Every route of the server, in one place.
+ROUTES = [
+    Route("/v1/responses", _responses, methods=["POST"]),
+    Route("/v1/responses/{response_id}", _get_response, methods=["GET"]),
+    Route("/v1/responses/{response_id}", _delete_response, methods=["DELETE"]),
+    Route("/v1/responses/{response_id}/cancel", _cancel_response, methods=["POST"]),
+    Route("/v1/responses/{response_id}/input_items", _input_items, methods=["GET"]),
+    Route("/v1/models", _models, methods=["GET"]),
+    Route("/v1/models/{model:path}", _get_model, methods=["GET"]),
+    Route("/health", _health, methods=["GET"]),
+]
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -469,20 +725,30 @@ def create_app(
     vocab: Vocab | None = None,
     corpus: Corpus | None = None,
 ) -> Starlette:
-    """The ASGI app: `POST /v1/responses`, `GET /v1/models`.
+    """The ASGI app: the routes of `ROUTES` (`POST /v1/responses`, ...).
 
     The corpus is `config.transcripts` (files or directories), or the bundled
     one when that is empty; the vocabulary is `config.vocab_path` or `Vocab.load()`.
+    With `config.cors_origins`, Starlette's `CORSMiddleware` answers preflight
+    requests and adds the CORS headers for those origins.
     """
     config = config or ServeConfig()
     vocab = vocab or Vocab.load(config.vocab_path)
     corpus = corpus or Corpus.load(config.transcripts, vocab)
     corpus.check_config(config)
+    middleware = []
+    if config.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=config.cors_origins,
+                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_headers=["*"],
+            )
+        )
     app = Starlette(
-        routes=[
-            Route("/v1/responses", _responses, methods=["POST"]),
-            Route("/v1/models", _models, methods=["GET"]),
-        ],
+        routes=ROUTES,
+        middleware=middleware,
         exception_handlers={HTTPException: _http_error},
     )
     app.state.replay = State(config, vocab, corpus)
