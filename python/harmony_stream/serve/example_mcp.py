@@ -47,7 +47,11 @@ def get_latest_release(repo: str) -> str:
 
 def server() -> MCPServer:
     """The MCP server named ``github``, with both tools."""
-    mcp = MCPServer("github", instructions="Example GitHub tools for harmony-stream serve.")
+    mcp = MCPServer(
+        "github",
+        instructions="Example GitHub tools for harmony-stream serve.",
+        log_level="WARNING",
+    )
     mcp.add_tool(search_issues)
     mcp.add_tool(get_latest_release)
     return mcp
