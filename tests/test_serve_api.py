@@ -1,5 +1,5 @@
 """The replay server answers as the Responses API does: settings, endpoints, CORS,
-keep-alive, ``tool_choice``, ``background``, validation errors, logging.
+keep-alive, ``tool_choice``, background mode, validation errors, logging.
 
 Everything goes over loopback HTTP, through the real openai SDK where it has a
 call for it (raw HTTP where the SDK hides what is checked: SSE comments, CORS
@@ -219,7 +219,7 @@ def test_store_false_keeps_nothing(client: openai.OpenAI) -> None:
         client.responses.retrieve(created.id)
 
 
-def test_cancel_and_stream_of_a_stored_response_are_refused(
+def test_cancel_and_stream_of_a_foreground_response_are_refused(
     client: openai.OpenAI, server: ServerThread
 ) -> None:
     created = client.responses.create(model=MODEL, input="hi")
@@ -456,11 +456,86 @@ def test_tool_choice_that_cannot_be_honoured_is_a_400(
     assert "cannot be honoured" in e.value.message
 
 
-def test_background_is_refused(client: openai.OpenAI) -> None:
+def poll(client: openai.OpenAI, response_id: str, timeout_s: float = 30) -> dict[str, Any]:
+    """The response, once it is no longer queued or in progress."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        response = client.responses.retrieve(response_id).to_dict(mode="json")
+        if response["status"] not in ("queued", "in_progress"):
+            return response
+        time.sleep(0.05)
+    raise AssertionError(f"{response_id} still in progress after {timeout_s} s")
+
+
+def same_output(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """The same items (types, texts, calls), ids aside."""
+
+    def shape(r: dict[str, Any]) -> list[Any]:
+        return [
+            {k: v for k, v in item.items() if k not in ("id", "call_id")} for item in r["output"]
+        ]
+
+    assert shape(a) == shape(b)
+
+
+def test_background_polling(client: openai.OpenAI) -> None:
+    kwargs: dict[str, Any] = {"model": MODEL, "input": "Why is the sky blue?"}
+    queued = client.responses.create(background=True, **kwargs).to_dict(mode="json")
+    assert queued["background"] is True
+    assert queued["status"] in ("queued", "in_progress", "completed")
+    final = poll(client, queued["id"])
+    assert final["status"] == "completed"
+    Response.model_validate(final)
+    same_output(final, client.responses.create(**kwargs).to_dict(mode="json"))
+    # Its events can be read again, whole, and give the same response.
+    with client.responses.retrieve(queued["id"], stream=True) as stream:
+        events = [ev.to_dict(mode="json") for ev in stream]
+    assert validate_stream(events) == final
+
+
+def test_background_stream_resumes_after_a_sequence_number(client: openai.OpenAI) -> None:
+    events = stream_events(client, model=MODEL, input="Why?", background=True)
+    final = validate_stream(events)
+    assert final["background"] is True
+    for after in (0, 5, len(events) // 2, len(events) - 2):
+        with client.responses.retrieve(final["id"], stream=True, starting_after=after) as s:
+            resumed = [ev.to_dict(mode="json") for ev in s]
+        assert resumed == events[after + 1 :]
     with pytest.raises(openai.BadRequestError) as e:
-        client.responses.create(model=MODEL, input="x", background=True)
-    assert e.value.param == "background"
-    assert "not supported" in e.value.message
+        client.responses.retrieve(final["id"], stream=True, starting_after=-5)
+    assert e.value.param == "starting_after"
+
+
+def test_background_cancel(vocab: Vocab) -> None:
+    tools: Any = transcript_tools("mcp_call")
+    with (
+        ServerThread(slow_github_server(10).streamable_http_app()) as github,
+        ServerThread(create_app(ServeConfig(), vocab=vocab)) as s,
+    ):
+        tools[0]["server_url"] = f"{github.url}/mcp"
+        sdk = openai.OpenAI(base_url=f"{s.url}/v1", api_key="x", max_retries=0, timeout=30)
+        started = sdk.responses.create(model=MODEL, input="x", tools=tools, background=True)
+        t0 = time.monotonic()
+        cancelled = sdk.responses.cancel(started.id).to_dict(mode="json")
+        assert time.monotonic() - t0 < 5  # not after the 10 s tool
+        assert cancelled["status"] == "cancelled"
+        Response.model_validate(cancelled)
+        assert sdk.responses.retrieve(started.id).to_dict(mode="json") == cancelled
+        assert sdk.responses.cancel(started.id).to_dict(mode="json") == cancelled  # again
+        # Its readers get a stream that ends (the engine ends it as aborted).
+        with sdk.responses.retrieve(started.id, stream=True) as stream:
+            events = [ev.to_dict(mode="json") for ev in stream]
+        assert validate_stream(events)["status"] == "failed"
+        done = sdk.responses.create(model=MODEL, input="hi", background=True)
+        poll(sdk, done.id)
+        with pytest.raises(openai.BadRequestError):
+            sdk.responses.cancel(done.id)
+
+
+def test_background_must_be_stored(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(model=MODEL, input="x", background=True, store=False)
+    assert e.value.param == "store"
 
 
 # --------------------------------------------------------------------------- validation

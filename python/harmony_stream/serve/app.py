@@ -13,23 +13,27 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import anyio.to_thread
+from anyio.abc import TaskGroup
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -83,12 +87,64 @@ def synthetic_logprobs(
     return out
 
 
+class Background:
+    """The events of a background response, kept for whoever reads them, when they do.
+
+    Event ``i`` (one ``event: …\ndata: …\n\n`` block) has ``sequence_number`` i:
+    the engine numbers its events from 0, one by one. Readers (`follow`) wait
+    for new events; the replay runs in the app's task group, whoever listens.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[bytes] = []
+        self.done = False
+        self.cancelled = False
+        self.scope: anyio.CancelScope | None = None
+        self._changed = anyio.Event()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def add(self, chunk: bytes) -> None:
+        """A `Sink`: the SSE bytes of one engine step (one or more whole events)."""
+        self.events.extend(part + b"\n\n" for part in chunk.split(b"\n\n") if part)
+        self._notify()
+
+    def finish(self) -> None:
+        self.done = True
+        self._notify()
+
+    async def wait_done(self) -> None:
+        while not self.done:
+            await self._changed.wait()
+
+    async def follow(self, starting_after: int, keepalive_s: float) -> AsyncIterator[bytes]:
+        """The events after `starting_after`, as they come, until the response ends;
+        ``: keep-alive`` when nothing came for `keepalive_s` seconds."""
+        i = max(starting_after + 1, 0)
+        while True:
+            if i < len(self.events):
+                chunk = b"".join(self.events[i:])
+                i = len(self.events)
+                yield chunk
+                continue
+            if self.done:
+                return
+            changed = self._changed
+            with anyio.move_on_after(keepalive_s) as waited:
+                await changed.wait()
+            if waited.cancelled_caught:
+                yield KEEPALIVE
+
+
 @dataclass
 class Stored:
     """A response the server keeps (its request had ``store`` true, the default).
 
     While it streams, its JSON is read from its engine (`stream`); once finished
-    the final JSON is kept and the engine let go.
+    the final JSON is kept and the engine let go. A background response keeps
+    its events too (`background`).
     """
 
     entry: str
@@ -97,6 +153,7 @@ class Stored:
     size: int
     stream: ResponseStream | None = None
     json: str = ""
+    background: Background | None = None
 
     def response_json(self) -> str:
         return self.stream.response_json() if self.stream is not None else self.json
@@ -111,6 +168,8 @@ class State:
     corpus: Corpus
     served: OrderedDict[str, Stored] = field(default_factory=OrderedDict)
     served_bytes: int = 0
+    # The app's task group (its lifespan), where background responses run.
+    tasks: TaskGroup | None = None
 
     def remember(self, response_id: str, stored: Stored) -> None:
         self.forget(response_id)
@@ -126,8 +185,15 @@ class State:
         if stored is not None and stored.stream is stream:
             stored.json = stream.response_json()
             stored.stream = None
-            stored.size += len(stored.json)
-            self.served_bytes += len(stored.json)
+            grown = len(stored.json)
+            if stored.background is not None:
+                if stored.background.cancelled:
+                    response = json.loads(stored.json)
+                    response["status"] = "cancelled"
+                    stored.json = json.dumps(response, ensure_ascii=False)
+                grown += sum(map(len, stored.background.events))
+            stored.size += grown
+            self.served_bytes += grown
 
     def forget(self, response_id: str) -> bool:
         stored = self.served.pop(response_id, None)
@@ -331,6 +397,91 @@ def _error_response(e: RequestError) -> JSONResponse:
     return JSONResponse(e.body(), status_code=e.status)
 
 
+def _remember(replay: Replay, background: Background | None = None) -> None:
+    """Stores the response (unless its request says ``store: false``)."""
+    assert replay.stream is not None
+    if not replay.request.store:
+        return
+    stored = Stored(
+        replay.entry.name,
+        replay.segment_index,
+        replay.request.input,
+        len(replay.request.fingerprint),
+        stream=replay.stream,
+        background=background,
+    )
+    replay.state.remember(replay.stream.response_id, stored)
+
+
+async def _run_background(
+    replay: Replay,
+    background: Background,
+    started: float,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """A background response, in the app's task group: its MCP tools listed (a
+    `RequestError` then is the POST's answer), stored, then replayed into
+    `background`; cancelled by `POST /v1/responses/{id}/cancel`."""
+    state = replay.state
+    stored = False
+    try:
+        with anyio.CancelScope() as scope:
+            background.scope = scope
+            async with McpServers(replay.request.tools, state.config.mcp_timeout_s) as mcp:
+                await replay.prepare(mcp)
+                _remember(replay, background)
+                stored = True
+                task_status.started()
+                try:
+                    await replay.run(mcp, background.add)
+                except Exception as e:  # never let a replay end the app's task group
+                    log.warning("background replay failed: %s", type(e).__name__)
+    finally:
+        stream = replay.stream
+        if stored and stream is not None:
+            # Cancelled (by a client, or at shutdown): the stream still ends, for its readers.
+            with anyio.CancelScope(shield=True):
+                if not stream.finished:
+                    await background.add(stream.finish_sse("abort"))
+                status = stream.response()["status"]
+                replay.status = "cancelled" if background.cancelled else status
+                state.finished(stream.response_id, stream)
+                background.finish()
+                log.info(replay.log_line(time.perf_counter() - started) + " background=True")
+
+
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+async def _start_background(replay: Replay, started: float) -> Response:
+    """Starts a background response; answers with it (in progress) or its event stream."""
+    tasks = replay.state.tasks
+    if tasks is None:
+        return _error_response(
+            RequestError(
+                "Background mode needs the app's lifespan to run (uvicorn runs it): "
+                "this server was started without it.",
+                param="background",
+                code="unsupported_parameter",
+            )
+        )
+    background = Background()
+    try:
+        await tasks.start(_run_background, replay, background, started)
+    except RequestError as e:
+        log.info("POST /v1/responses %d %s: %s", e.status, e.type, e.message)
+        return _error_response(e)
+    if replay.request.stream:
+        return StreamingResponse(
+            background.follow(-1, replay.state.config.keepalive_s),
+            media_type="text/event-stream",
+            headers=_SSE_HEADERS,
+        )
+    assert replay.stream is not None
+    return Response(replay.stream.response_json(), media_type="application/json")
+
+
 class ReplayResponse(Response):
     """The answer: SSE written by the replay, or the response's JSON at its end.
 
@@ -412,17 +563,7 @@ class ReplayResponse(Response):
 
     @staticmethod
     def _remember(replay: Replay) -> None:
-        assert replay.stream is not None
-        if not replay.request.store:
-            return
-        stored = Stored(
-            replay.entry.name,
-            replay.segment_index,
-            replay.request.input,
-            len(replay.request.fingerprint),
-            stream=replay.stream,
-        )
-        replay.state.remember(replay.stream.response_id, stored)
+        _remember(replay)
 
     def _finished(self, replay: Replay) -> None:
         if replay.stream is not None:
@@ -501,6 +642,8 @@ async def _responses(request: Request) -> Response:
         else:
             req = parse_request(raw)
         replay = Replay(state, req)
+        if req.background:
+            return await _start_background(replay, started)
     except RequestError as e:
         log.info("POST /v1/responses %d %s: %s", e.status, e.type, e.message)
         return _error_response(e)
@@ -554,19 +697,44 @@ def _stored(request: Request) -> tuple[str, Stored] | Response:
 
 
 async def _get_response(request: Request) -> Response:
+    """The stored response; with ``stream=true`` (a background response only) its
+    events after ``starting_after`` (a sequence number), live until it ends."""
     found = _stored(request)
     if isinstance(found, Response):
         return found
-    if request.query_params.get("stream", "false").lower() == "true":
+    stored = found[1]
+    query = request.query_params
+    if query.get("stream", "false").lower() != "true":
+        return Response(stored.response_json(), media_type="application/json")
+    if stored.background is None:
         return _error_response(
             RequestError(
-                "Streaming a stored response is for background responses, which this replay "
-                "server does not support: get it without stream=true.",
+                "Only responses created with background=true can be streamed again: "
+                "get this one without stream=true.",
                 param="stream",
                 code="unsupported_parameter",
             )
         )
-    return Response(found[1].response_json(), media_type="application/json")
+    text = query.get("starting_after", "-1")
+    try:
+        after = int(text)
+    except ValueError:
+        after = -2
+    if after < -1:
+        return _error_response(
+            RequestError(
+                f"Invalid 'starting_after': expected an integer >= 0 (an event's "
+                f"sequence_number), but got {text!r} instead.",
+                param="starting_after",
+                code="invalid_value",
+            )
+        )
+    state: State = request.app.state.replay
+    return StreamingResponse(
+        stored.background.follow(after, state.config.keepalive_s),
+        media_type="text/event-stream",
+        headers=_SSE_HEADERS,
+    )
 
 
 async def _delete_response(request: Request) -> Response:
@@ -579,16 +747,36 @@ async def _delete_response(request: Request) -> Response:
 
 
 async def _cancel_response(request: Request) -> Response:
+    """Cancels a background response in progress: it ends, ``status: "cancelled"``.
+
+    Cancelling one already cancelled answers it again; one that ended otherwise,
+    or that is not a background response, is a 400.
+    """
     found = _stored(request)
     if isinstance(found, Response):
         return found
-    return _error_response(
-        RequestError(
-            "Only responses created with background=true can be cancelled, and this replay "
-            "server does not support background mode.",
-            code="unsupported_parameter",
+    response_id, stored = found
+    background = stored.background
+    if background is None:
+        return _error_response(
+            RequestError(
+                "Only responses created with background=true can be cancelled.",
+                code="unsupported_parameter",
+            )
         )
-    )
+    if background.done and not background.cancelled:
+        return _error_response(
+            RequestError(
+                f"Response '{response_id}' has already ended and cannot be cancelled.",
+                code="response_not_cancellable",
+            )
+        )
+    if not background.done:
+        background.cancelled = True
+        assert background.scope is not None
+        background.scope.cancel()
+        await background.wait_done()
+    return Response(stored.response_json(), media_type="application/json")
 
 
 _ITEM_ID_PREFIX = {
@@ -719,6 +907,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body(message), status_code=exc.status_code)
 
 
+@asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    """The app's task group, for background responses (cancelled at shutdown)."""
+    state: State = app.state.replay
+    async with anyio.create_task_group() as tasks:
+        state.tasks = tasks
+        yield
+        state.tasks = None
+        tasks.cancel_scope.cancel()
+
+
 def create_app(
     config: ServeConfig | None = None,
     *,
@@ -750,6 +949,7 @@ def create_app(
         routes=ROUTES,
         middleware=middleware,
         exception_handlers={HTTPException: _http_error},
+        lifespan=_lifespan,
     )
     app.state.replay = State(config, vocab, corpus)
     return app

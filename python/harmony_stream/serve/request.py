@@ -13,7 +13,7 @@ API's range is an error even when the replay would not use it), the first
 error is worded as OpenAI words it (``Invalid type for 'tools[0].server_url':
 expected a string, but got an integer instead.``) with ``param`` naming the
 field's path, and unknown fields are ignored, so clients that send newer
-parameters keep working. `background: true` is refused (a 400 saying so).
+parameters keep working.
 """
 
 from __future__ import annotations
@@ -804,13 +804,11 @@ def parse_request(raw: bytes) -> ResponsesRequest:
             param="tools",
             code="too_many_mcp_servers",
         )
-    if body.background:
+    if body.background and body.store is False:
         raise RequestError(
-            "Background mode is not supported by this replay server: send the request "
-            "without 'background' (or with background=false) and read the response as it "
-            "streams, or as a whole.",
-            param="background",
-            code="unsupported_parameter",
+            "A background response must be stored: background=true needs store=true (the default).",
+            param="store",
+            code="invalid_value",
         )
     settings = _settings(data)
     return ResponsesRequest(
@@ -826,7 +824,7 @@ def parse_request(raw: bytes) -> ResponsesRequest:
         transcript=body.transcript,
         tool_choice=settings["tool_choice"],
         store=body.store is not False,
-        background=False,
+        background=bool(body.background),
         settings=settings,
         fingerprint=json.dumps(
             {k: v for k, v in data.items() if k != "stream"}, sort_keys=True, default=str
