@@ -500,6 +500,7 @@ class ReplayResponse(Response):
         streaming = replay.request.stream
         headers_sent = False
         answered = False  # the last byte of the answer is being (or was) sent
+        logged = False
 
         async def sink(chunk: bytes) -> None:
             nonlocal headers_sent
@@ -547,6 +548,10 @@ class ReplayResponse(Response):
                     self._remember(replay)  # before the end is sent: a follow-up may name it
                     await replay.run(mcp, sink, sink if streaming else None)
                     answered = streaming  # every event is out
+                # Stored and logged before the answer ends: a client that reads the
+                # log or asks for the response next finds them.
+                logged = True
+                self._finished(replay)
                 if streaming:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 else:
@@ -559,7 +564,8 @@ class ReplayResponse(Response):
                 replay.disconnected = True
             finally:
                 tg.cancel_scope.cancel()
-                self._finished(replay)
+                if not logged:
+                    self._finished(replay)
 
     @staticmethod
     def _remember(replay: Replay) -> None:
