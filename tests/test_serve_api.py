@@ -693,6 +693,33 @@ def test_uvicorn_factory_keeps_the_access_line() -> None:
     assert ACCESS_LINE in out + err
 
 
+def test_cli_cors_origin_and_keepalive_options() -> None:
+    """`--cors-origin` (twice) and `--keepalive-s` reach the server's settings."""
+    port = free_port()
+    cmd = [
+        *[sys.executable, "-m", "harmony_stream.cli", "serve", "--port", str(port)],
+        *["--cors-origin", ORIGIN, "--cors-origin", "http://other.example"],
+        *["--keepalive-s", "0.5"],
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, proc)
+        url = f"http://127.0.0.1:{port}"
+        for origin in (ORIGIN, "http://other.example"):
+            answer = preflight(url, origin)
+            assert answer.status_code == 200
+            assert answer.headers["access-control-allow-origin"] == origin
+        assert preflight(url, "http://elsewhere.example").status_code == 400
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    bad = subprocess.run(
+        [*cmd[:6], "--keepalive-s", "0"], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2
+    assert "keepalive_s (--keepalive-s)" in bad.stderr
+
+
 def test_a_bad_log_level_is_refused() -> None:
     proc = subprocess.run(
         [

@@ -1,12 +1,18 @@
-"""The replay server: a Starlette app answering `POST /v1/responses` from transcripts.
+"""The replay server: a Starlette app answering the Responses API from transcripts.
 
-`create_app(config)` builds it. Each request's body is read up to
-`config.max_body_bytes` (a 413 past it), checked (`request.py`), gets a
-transcript and a segment of it (`corpus.py`), and is replayed through the
+`create_app(config)` builds it; its routes are listed in `ROUTES`. Each
+`POST /v1/responses` body is read up to `config.max_body_bytes` (a 413 past
+it), checked (`request.py`), gets a transcript and a segment of it
+(`corpus.py`, which honours `tool_choice`), and is replayed through the
 engine: SSE bytes straight from `ResponseStream.*_sse` when streaming,
-`ResponseStream.response()` otherwise. MCP calls go to the request's MCP
-servers (`mcp.py`); every other tool result comes from the transcript. Either
-way the replay stops when the client goes away.
+`ResponseStream.response()` otherwise; the request's settings are echoed by
+the engine (`settings=`). MCP calls go to the request's MCP servers (`mcp.py`),
+with SSE keep-alive comments while they run; every other tool result comes from
+the transcript. Either way the replay stops when the client goes away, unless
+the request asked for background mode: then it runs in the app's task group
+(its lifespan) and its events are kept for `GET …?stream=true&starting_after=N`.
+Responses are stored (unless `store: false`) for `GET`/`DELETE
+/v1/responses/{id}`, its `input_items`, and `previous_response_id`.
 """
 
 from __future__ import annotations
