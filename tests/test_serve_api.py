@@ -388,7 +388,17 @@ def test_no_keepalive_for_a_quick_tool(vocab: Vocab) -> None:
 # --------------------------------------------------------------------------- tool_choice
 
 
-ALL_TOOLS: Any = transcript_tools("function_call") + transcript_tools("mcp_call")
+ALL_TOOLS: Any = (
+    transcript_tools("function_call")
+    + transcript_tools("mcp_call")
+    + transcript_tools("browser_python")
+)
+# The output item of a call to each hosted tool type.
+HOSTED_ITEMS = {
+    "code_interpreter": "code_interpreter_call",
+    "web_search": "web_search_call",
+    "web_search_preview": "web_search_call",
+}
 
 
 def complies(choice: Any, made: list[tuple[str, str]]) -> bool:
@@ -406,6 +416,8 @@ def complies(choice: Any, made: list[tuple[str, str]]) -> bool:
             and ("name" not in choice or name.split(".", 1)[1] == choice["name"])
             for kind, name in made
         )
+    if choice["type"] in HOSTED_ITEMS:
+        return (HOSTED_ITEMS[choice["type"]], "") in made
     allowed = {("function", t["name"]) for t in choice["tools"] if t["type"] == "function"}
     return bool(made) and set(made) <= allowed
 
@@ -418,6 +430,8 @@ def complies(choice: Any, made: list[tuple[str, str]]) -> bool:
         {"type": "function", "name": "get_weather"},
         {"type": "mcp", "server_label": "github"},
         {"type": "mcp", "server_label": "github", "name": "get_latest_release"},
+        {"type": "code_interpreter"},
+        {"type": "web_search_preview"},
         {
             "type": "allowed_tools",
             "mode": "required",

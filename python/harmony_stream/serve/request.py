@@ -409,17 +409,23 @@ class _Body(BaseModel):
 
 
 class FunctionTool(_Body):
+    """A `function` tool: its `name` required."""
+
     type: Literal["function"]
     name: _Name
 
 
 class McpTool(_Body):
+    """An `mcp` tool: `server_label` required, `server_url` an http(s) URL if given."""
+
     type: Literal["mcp"]
     server_label: _Name
     server_url: Annotated[str, AfterValidator(_http_url)] | None = None
 
 
 class HostedTool(_Body):
+    """Any other tool: its `type` one the engine routes (`SUPPORTED_TOOL_TYPES`)."""
+
     type: Annotated[str, AfterValidator(_supported_type)]
 
 
@@ -450,23 +456,31 @@ Input = Annotated[
 
 
 class ToolChoiceFunction(_Body):
+    """`tool_choice` naming a function."""
+
     type: Literal["function"]
     name: _Name
 
 
 class ToolChoiceMcp(_Body):
+    """`tool_choice` naming an MCP server (and one of its tools)."""
+
     type: Literal["mcp"]
     server_label: _Name
     name: str | None = None
 
 
 class ToolChoiceAllowed(_Body):
+    """`tool_choice` limiting the calls to `tools` (at least one with mode `required`)."""
+
     type: Literal["allowed_tools"]
     mode: Literal["auto", "required"]
     tools: list[dict[str, Any]]
 
 
 class ToolChoiceHosted(_Body):
+    """`tool_choice` naming a hosted tool type (`code_interpreter`, ...)."""
+
     type: Annotated[str, AfterValidator(_supported_type)]
 
 
@@ -497,11 +511,15 @@ _UNION_TAGS = {"function", "mcp", "hosted", "text", "items", "mode", "allowed_to
 
 
 class TextConfig(_Body):
+    """`text`: the output format and verbosity."""
+
     format: dict[str, Any] | None = None
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
 class ReasoningConfig(_Body):
+    """`reasoning`: effort and summary, as the API takes them."""
+
     effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
     summary: Literal["auto", "concise", "detailed"] | None = None
     generate_summary: Literal["auto", "concise", "detailed"] | None = None
