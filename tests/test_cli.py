@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import importlib.metadata
 import json
+import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harmony_stream import ResponseStream, Vocab
-from harmony_stream.cli import main, parse_transcript_messages, sample_transcript_path
+import harmony_stream
+from harmony_stream import VOCAB_SHA256, ResponseStream, Vocab
+from harmony_stream.cli import (
+    build_parser,
+    main,
+    parse_transcript_messages,
+    sample_transcript_path,
+)
 from harmony_stream.replay import (
     Feed,
     Finish,
@@ -285,3 +298,267 @@ def test_a_budget_below_the_transcript_ends_incomplete(
     terminal = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert terminal["type"] == "response.incomplete"
     assert terminal["response"]["usage"]["output_tokens"] == 50
+
+
+# --------------------------------------------------------------------------- transcript
+
+
+def _example_messages() -> Path:
+    return sample_transcript_path().parent / "example_messages.json"
+
+
+def test_transcript_command_makes_what_events_replays(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """messages file → transcript file → events: the items hold the messages' words."""
+    doc = json.loads(_example_messages().read_text())
+    messages = tmp_path / "messages.json"
+    messages.write_text(json.dumps(doc))
+    out = tmp_path / "transcript.json"
+    assert main(["transcript", str(messages), "-o", str(out)]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["events", "--format", "jsonl", str(out)]) == 0
+    terminal = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert terminal["type"] == "response.completed"
+    output = terminal["response"]["output"]
+    assert [i["type"] for i in output] == ["reasoning", "function_call", "message"]
+    assert output[0]["content"][0]["text"] == doc["messages"][0]["content"]
+    assert output[1]["name"] == doc["messages"][1]["recipient"].removeprefix("functions.")
+    assert output[1]["arguments"] == doc["messages"][1]["content"]
+    assert output[2]["content"][0]["text"] == doc["messages"][3]["content"]
+    assert terminal["response"]["tools"] == doc["tools"]
+    # Without -o the same transcript goes to stdout.
+    assert main(["transcript", str(messages)]) == 0
+    assert capsys.readouterr().out == out.read_text()
+
+
+def test_transcript_of_a_response_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A saved response (here the events command's own final response) is read too."""
+    assert main(["events", "--format", "jsonl", str(DATA / "transcripts" / "chat_final.json")]) == 0
+    response = json.loads(capsys.readouterr().out.splitlines()[-1])["response"]
+    saved = tmp_path / "response.json"
+    saved.write_text(json.dumps(response))
+    assert main(["transcript", str(saved)]) == 0
+    made = json.loads(capsys.readouterr().out)
+    again = replay_response(parse_transcript(made), Vocab.load())
+    strip = ("id",)
+    assert [{k: v for k, v in i.items() if k not in strip} for i in again["output"]] == [
+        {k: v for k, v in i.items() if k not in strip} for i in response["output"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            '{"messages": [{"channel": "final", "content": "a"}, {"channel": "final", '
+            '"content": "b"}, {"channel": "final", "content": "c"}, {"channel": "nope", '
+            '"content": "d"}]}',
+            'm.json: messages[3]: channel "nope": the channel is one of analysis, '
+            "commentary, final",
+        ),
+        (
+            '{"messages": [{"channel": "final", "content": "a"}, '
+            '{"role": "tool", "name": "x", "content": "out"}]}',
+            "m.json: messages[1]: a tool message answers the call just before it",
+        ),
+        ('{"turns": [{"tokens": []}]}', "m.json: this is already a transcript"),
+        ('{"foo": 1}', "m.json: not a messages document"),
+        ('[{"type": "message", "role": "user", "content": []}]', "m.json: output[0]: "),
+        ("not json", "m.json: not JSON"),
+    ],
+)
+def test_transcript_errors_name_file_and_message(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    content: str,
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("m.json").write_text(content)
+    assert main(["transcript", "m.json", "-o", "out.json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"harmony-stream: error: {message}")
+    assert captured.err.count("\n") == 1
+    assert not Path("out.json").exists()
+
+
+def test_transcript_output_that_cannot_be_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "missing-dir" / "t.json"
+    assert main(["transcript", str(_example_messages()), "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"harmony-stream: error: {target}: No such file or directory")
+# ---------------------------------------------------------------------------
+# The `harmony-stream` entry point itself, run as a user runs it (the console
+# script pip installed next to this Python), in a subprocess.
+
+ENTRY_POINT = str(Path(sys.executable).parent / "harmony-stream")
+CHAT = str(DATA / "transcripts" / "chat_final.json")
+
+
+def run_entry_point(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ENTRY_POINT, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def clean_env(**values: str) -> dict[str, str]:
+    """This process's environment without the vocabulary variables, plus `values`."""
+    names = ("TIKTOKEN_ENCODINGS_BASE", "TIKTOKEN_RS_CACHE_DIR", "XDG_CACHE_HOME")
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    return {**env, **values}
+
+
+def test_version_is_the_installed_distribution_s() -> None:
+    proc = run_entry_point("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"harmony-stream {importlib.metadata.version('harmony-stream')}\n"
+    assert importlib.metadata.version("harmony-stream") == harmony_stream.__version__
+
+
+@pytest.mark.parametrize("command", ["events", "parse", "demo"])
+def test_global_options_before_or_after_the_command(command: str, tmp_path: Path) -> None:
+    """`--vocab` works on both sides of the command; given twice, the later one counts."""
+    good = os.environ["TIKTOKEN_ENCODINGS_BASE"] + "/o200k_base.tiktoken"
+    bad = str(tmp_path / "missing.tiktoken")
+    args = [command, CHAT, *(["--seed", "1"] if command == "events" else [])]
+    if command == "demo":
+        args += ["--rounds", "1"]
+    plain = run_entry_point(*args)
+    before = run_entry_point("--vocab", good, *args)
+    after = run_entry_point(*args, "--vocab", good)
+    for proc in (plain, before, after):
+        assert proc.returncode == 0, proc.stderr
+    if command != "demo":  # demo prints timings
+        assert plain.stdout == before.stdout == after.stdout
+    for proc in (run_entry_point(*args, "--vocab", bad), run_entry_point("--vocab", bad, *args)):
+        assert proc.returncode == 2
+        assert proc.stderr.startswith("harmony-stream: error: the o200k_base.tiktoken vocabulary ")
+        assert bad in proc.stderr
+    assert run_entry_point("--vocab", bad, *args, "--vocab", good).returncode == 0
+    assert bad in run_entry_point("--vocab", good, *args, "--vocab", bad).stderr
+
+
+def _parsers(
+    parser: argparse.ArgumentParser, name: str = "harmony-stream"
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every parser of the command line: the program's, each command's, each sub-command's."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from _parsers(sub, f"{name} {sub_name}")
+
+
+ALL_PARSERS = dict(_parsers(build_parser()))
+
+
+def test_every_command_is_checked() -> None:
+    assert {"harmony-stream events", "harmony-stream vocab check", "harmony-stream serve"} <= set(
+        ALL_PARSERS
+    )
+
+
+@pytest.mark.parametrize("name", sorted(ALL_PARSERS))
+def test_help_describes_every_argument_and_default(name: str) -> None:
+    """The rule: a description; a help text for every argument, naming its default
+    (its value, or in words when it has none); no reStructuredText markup."""
+    proc = run_entry_point(*name.split()[1:], "--help")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())  # argparse wraps lines
+    parser = ALL_PARSERS[name]
+    assert parser.description, name
+    assert " ".join(parser.description.split()) in text
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            continue
+        label = action.dest if not action.option_strings else action.option_strings[0]
+        assert action.help, (name, label)
+        if isinstance(action, argparse._SubParsersAction):
+            continue
+        if action.default not in (None, False, argparse.SUPPRESS):
+            assert f"(default: {action.default})" in text, (name, label)
+        elif action.option_strings or action.nargs in ("?", "*"):
+            assert "(default" in action.help, (name, label)
+    for markup in ("``", ":class:", ":func:", ":meth:", "`~"):
+        assert markup not in proc.stdout, (name, markup)
+    assert not re.search(r"^\s*\.\. [a-z-]+::", proc.stdout, re.MULTILINE), name
+
+
+def test_vocab_check_honours_its_argument(tmp_path: Path) -> None:
+    """A directory or a file, whatever the environment says; the output names the file
+    and its SHA-256 (checked with hashlib)."""
+    source = Path(os.environ["TIKTOKEN_ENCODINGS_BASE"]) / "o200k_base.tiktoken"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    shutil.copy(source, mine / "o200k_base.tiktoken")
+    digest = hashlib.sha256((mine / "o200k_base.tiktoken").read_bytes()).hexdigest()
+    elsewhere = clean_env(TIKTOKEN_ENCODINGS_BASE=str(tmp_path / "empty"))
+    for arg in (str(mine), str(mine / "o200k_base.tiktoken")):
+        proc = run_entry_point("vocab", "check", arg, env=elsewhere)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(f"ok: {mine / 'o200k_base.tiktoken'} (sha256 {digest},")
+    found = run_entry_point("vocab", "check", env=clean_env(TIKTOKEN_ENCODINGS_BASE=str(mine)))
+    assert found.stdout.startswith(f"ok: {mine / 'o200k_base.tiktoken'} (sha256 {digest},")
+    missing = run_entry_point("vocab", "check", str(tmp_path))
+    assert missing.returncode == 2
+    assert str(tmp_path / "o200k_base.tiktoken") in missing.stderr
+
+
+def test_the_advice_for_a_directory_without_the_file_works(tmp_path: Path) -> None:
+    """The error's suggested command, run as written in a shell, fixes the error."""
+    env = clean_env(TIKTOKEN_ENCODINGS_BASE=str(tmp_path / "vocab dir"))
+    proc = run_entry_point("vocab", "check", env=env)
+    assert proc.returncode == 2
+    assert "which turns off the other sources" in proc.stderr
+    suggested = re.search(r"`(harmony-stream vocab install [^`]+)`", proc.stderr)
+    assert suggested is not None, proc.stderr
+    env["PATH"] = f"{Path(ENTRY_POINT).parent}{os.pathsep}{env['PATH']}"
+    fix = subprocess.run(
+        ["bash", "-c", suggested[1]], env=env, capture_output=True, text=True, check=False
+    )
+    assert fix.returncode == 0, fix.stderr
+    after = run_entry_point("vocab", "check", env=env)
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.startswith(f"ok: {tmp_path / 'vocab dir' / 'o200k_base.tiktoken'} ")
+
+
+def test_vocab_install_without_a_directory_leaves_the_working_directory_alone(
+    tmp_path: Path,
+) -> None:
+    """It writes to the user cache and prints the path and the export line; the line,
+    run by a shell, makes the default search find that file."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    env = clean_env(HOME=str(home))
+    proc = run_entry_point("vocab", "install", env=env, cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    target = home / ".cache" / "harmony-stream" / "tiktoken" / "o200k_base.tiktoken"
+    assert proc.stdout == f"{target}\n"
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == VOCAB_SHA256
+    assert list(work.iterdir()) == []
+    export = proc.stderr.strip()
+    assert export == f"export TIKTOKEN_ENCODINGS_BASE={shlex.quote(str(target.parent))}"
+    check = subprocess.run(
+        ["bash", "-c", f'{export} && "$0" vocab check', ENTRY_POINT],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.stdout.startswith(f"ok: {target} "), check.stderr
+    xdg = run_entry_point("vocab", "install", env={**env, "XDG_CACHE_HOME": str(tmp_path / "x")})
+    assert (
+        xdg.stdout == f"{tmp_path / 'x' / 'harmony-stream' / 'tiktoken' / 'o200k_base.tiktoken'}\n"
+    )

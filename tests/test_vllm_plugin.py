@@ -81,6 +81,51 @@ def test_other_vllm_versions_are_refused_in_one_line(
     assert "not patching" in record.getMessage()
 
 
+def test_force_on_an_untested_version_checks_the_seams_and_refuses_a_mismatch(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    fake_vllm: types.ModuleType,
+) -> None:
+    """A stand-in vLLM has none of the seams: force says the version is untested,
+    then the seam check refuses in one line naming them, and nothing is patched."""
+    monkeypatch.setattr(fake_vllm, "__version__", "0.34.0", raising=False)
+    monkeypatch.setattr(vllm_plugin, "_untested_said", False)
+    monkeypatch.setenv(vllm_plugin.ENV_VAR, "force")
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        assert vllm_plugin.install() is False
+    assert not vllm_plugin.is_active()
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2, messages
+    assert "vLLM 0.34.0 is untested" in messages[0]
+    assert "not patching vLLM 0.34.0" in messages[1]
+    assert f"{len(vllm_plugin.SEAMS)} seams are not as expected" in messages[1]
+    assert "vllm.parser.harmony:HarmonyParser.process_chunk cannot be imported" in messages[1]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected", "problem"),
+    [
+        (("self", "output"), ("self", "output"), None),
+        (("self", "output", "extra"), ("self", "output"), "takes (self, output, extra)"),
+        (("self", "outputs"), ("self", "output"), "takes (self, outputs)"),
+        (("self", "a", "b"), ("self", "..."), None),
+        (("a",), ("self", "..."), "the plugin was written for (self, ...)"),
+        ((), (), None),
+    ],
+)
+def test_signature_check(
+    params: tuple[str, ...], expected: tuple[str, ...], problem: str | None
+) -> None:
+    namespace: dict[str, Any] = {}
+    exec(f"def f({', '.join(params)}): pass", namespace)
+    found = vllm_plugin._signature_problem(namespace["f"], expected)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert problem in found
+
+
 def test_without_vllm_install_says_so(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

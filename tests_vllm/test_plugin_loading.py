@@ -10,11 +10,30 @@ import sys
 from typing import Any
 
 import pytest
+import vllm
+
+VERSION_SEAMS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    # vLLM 0.32 ends an incomplete stream with `response.completed`: the plugin
+    # fixes its terminal event and its background replay's end.
+    "0.32.0": (
+        (
+            "vllm.entrypoints.openai.responses.serving",
+            "OpenAIServingResponses",
+            "responses_stream_generator",
+        ),
+        (
+            "vllm.entrypoints.openai.responses.serving",
+            "OpenAIServingResponses",
+            "responses_background_stream_generator",
+        ),
+    ),
+}
 
 # Every function the plugin replaces (its patch table, harmony_stream/vllm_plugin.py,
-# `_apply`): (module, class or "" for a module attribute, name). The "on" tests also
+# `_patch_table`): (module, class or "" for a module attribute, name). The "on" tests also
 # check that the plugin's own table is exactly this, so a new patch must be added here.
 SEAMS = (
+    *VERSION_SEAMS.get(vllm.__version__, ()),
     ("vllm.parser.harmony", "", "get_streamable_parser_for_assistant"),
     ("vllm.parser.harmony", "HarmonyParser", "process_chunk"),
     ("vllm.entrypoints.openai.responses.context", "HarmonyContext", "append_output"),

@@ -120,7 +120,9 @@ pub(crate) fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
         Error::VocabNotFound { .. } => build(py, |t| &t.vocab_not_found, message, &[]),
         Error::VocabHashMismatch { .. } => build(py, |t| &t.vocab_hash, message, &[]),
         Error::VocabFormat { .. } => build(py, |t| &t.vocab_format, message, &[]),
-        Error::VocabIo { .. } => build(py, |t| &t.vocab, message, &[]),
+        Error::VocabIo { .. } | Error::VocabCannotEncode(_) => {
+            build(py, |t| &t.vocab, message, &[])
+        }
         Error::StreamState(_) => build(py, |t| &t.response_state, message, &[]),
         Error::InvalidRequest(_) => build(py, |t| &t.invalid_request, message, &[]),
     }

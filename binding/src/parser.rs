@@ -290,6 +290,18 @@ impl InUse for ParserState {
         "this HarmonyParser is in use by another thread: a parser accepts one call at a time";
 }
 
+impl HarmonyParser {
+    /// One field of the header of the message being read (`None` outside content).
+    fn header_field(
+        &self,
+        py: Python<'_>,
+        field: impl FnOnce(&core::Header) -> &Option<String>,
+    ) -> PyResult<Option<String>> {
+        let state = self.state.lock(py)?;
+        Ok(state.inner.current_header().and_then(|h| field(h).clone()))
+    }
+}
+
 #[pymethods]
 impl HarmonyParser {
     #[new]
@@ -356,32 +368,17 @@ impl HarmonyParser {
 
     #[getter]
     fn current_channel(&self, py: Python<'_>) -> PyResult<Option<String>> {
-        Ok(self
-            .state
-            .lock(py)?
-            .inner
-            .current_header()
-            .and_then(|h| h.channel.clone()))
+        self.header_field(py, |h| &h.channel)
     }
 
     #[getter]
     fn current_recipient(&self, py: Python<'_>) -> PyResult<Option<String>> {
-        Ok(self
-            .state
-            .lock(py)?
-            .inner
-            .current_header()
-            .and_then(|h| h.recipient.clone()))
+        self.header_field(py, |h| &h.recipient)
     }
 
     #[getter]
     fn current_content_type(&self, py: Python<'_>) -> PyResult<Option<String>> {
-        Ok(self
-            .state
-            .lock(py)?
-            .inner
-            .current_header()
-            .and_then(|h| h.content_type.clone()))
+        self.header_field(py, |h| &h.content_type)
     }
 
     #[getter]

@@ -680,6 +680,12 @@ impl ResponseStream {
         JSON.get(py)?.call_method1("loads", (json,))
     }
 
+    /// The final response as openai-python's `Response` (needs `openai`).
+    fn response_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let data = self.response(py)?;
+        OPENAI.get(py)?.call_method1("to_openai_response", (data,))
+    }
+
     /// The final response as JSON.
     fn response_json(&self, py: Python<'_>) -> PyResult<String> {
         let mut e = self.engine.lock(py)?;

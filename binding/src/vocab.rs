@@ -12,6 +12,7 @@ use pyo3::types::PyBytes;
 
 use crate::convert::{extract_token, extract_tokens, LazyModule};
 use crate::errors::{self, IntoPyResult};
+use crate::guard;
 
 /// `harmony_stream._vocab`: the helpers that touch optional Python packages.
 static HELPERS: LazyModule = LazyModule::new("harmony_stream._vocab");
@@ -157,6 +158,23 @@ impl Vocab {
         let ids = extract_tokens(py, tokens, 0, &self.inner)?;
         let out = self.inner.decode_bytes(&ids).py_err(py)?;
         Ok(PyBytes::new(py, &out))
+    }
+
+    /// The o200k tokens of ordinary text: special-token text such as
+    /// `<|start|>` is encoded as the characters it is made of. The encoder is
+    /// built on the first call; the GIL is released while encoding.
+    fn encode(&self, py: Python<'_>, text: &str) -> PyResult<Vec<u32>> {
+        let vocab = &self.inner;
+        match py.detach(|| guard::catching(|| vocab.encode(text))) {
+            Ok(result) => result.py_err(py),
+            Err(panic) => Err(errors::internal(py, panic)),
+        }
+    }
+
+    /// Where the tokens came from: the file's path, or what the bytes were called.
+    #[getter]
+    fn source(&self) -> &str {
+        self.inner.source()
     }
 
     fn __len__(&self) -> usize {

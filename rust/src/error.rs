@@ -80,7 +80,7 @@ pub enum Error {
 
     /// No vocabulary file could be found.
     #[error(
-        "the o200k_base.tiktoken vocabulary was not found (looked in: {tried}). \
+        "the o200k_base.tiktoken vocabulary was not found (looked in: {tried}).{note} \
          Set TIKTOKEN_ENCODINGS_BASE to a directory holding o200k_base.tiktoken, or put the \
          file in $TIKTOKEN_RS_CACHE_DIR as fb374d419588a4632f3f557e76b4b70aebbca790, or pass \
          an explicit path. Expected SHA-256: {expected_sha256}"
@@ -88,6 +88,8 @@ pub enum Error {
     VocabNotFound {
         /// Every place looked at, in order.
         tried: String,
+        /// Empty, or a sentence (with a leading space) on why the search stopped there.
+        note: String,
         /// The hash the file must have.
         expected_sha256: &'static str,
     },
@@ -121,6 +123,10 @@ pub enum Error {
     /// A request setting the engine cannot use (unknown tool type, missing field...).
     #[error("{0}")]
     InvalidRequest(String),
+
+    /// The vocabulary cannot encode text (it lacks a single byte, or repeats a token).
+    #[error("this vocabulary cannot encode text: {0}")]
+    VocabCannotEncode(String),
 
     /// The vocabulary file could not be read.
     #[error("could not read vocabulary {path}: {reason}")]

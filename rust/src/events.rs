@@ -256,7 +256,7 @@ impl Emitter {
     #[inline]
     fn delta<S: EventSink>(&mut self, item: &mut Item, delta: &str, out: &mut S) {
         item.emitted += delta.len();
-        if let Some(kind) = item.kind.delta_event() {
+        if let Some(kind) = item.kind.events().delta {
             self.body.clear();
             wire::delta_body(&mut self.body, item, delta, &self.logprobs, &self.vocab);
             if let Kind::Message { .. } = item.kind {
@@ -580,7 +580,7 @@ impl ResponseStream {
                 wire::part_event(id, idx, part),
             );
         }
-        if let Some(kind) = item.kind.in_progress_event() {
+        if let Some(kind) = item.kind.events().in_progress {
             self.emit(out, kind, wire::ref_event(id, idx));
         }
     }
@@ -609,7 +609,7 @@ impl ResponseStream {
         if !item.kind.added_at_header() {
             self.announce(&item, out);
         }
-        if let Some(kind) = item.kind.text_done_event() {
+        if let Some(kind) = item.kind.events().text_done {
             self.emit(out, kind, wire::text_done_body(&item, &self.vocab));
         }
         if item.kind.has_part() {
@@ -627,7 +627,7 @@ impl ResponseStream {
                 self.function_waiting = status == Status::Completed;
             }
         } else if status == Status::Completed {
-            if let Some(kind) = item.kind.running_event() {
+            if let Some(kind) = item.kind.events().running {
                 self.emit(out, kind, wire::ref_event(&id, idx));
             }
             self.pending = Some(item);
@@ -688,10 +688,10 @@ impl ResponseStream {
             return;
         };
         let (id, idx) = (item.id.as_str(), item.output_index);
-        let failed_event = item.kind.failed_event();
+        let failed_event = item.kind.events().failed;
         let (status, event) = match result {
             ToolResult::Missing => (Status::Incomplete, None),
-            ToolResult::Output(_) => (Status::Completed, item.kind.completed_event()),
+            ToolResult::Output(_) => (Status::Completed, item.kind.events().completed),
             ToolResult::Error(_) => (Status::Failed, failed_event),
             ToolResult::Skipped(_) if failed_event.is_some() => (Status::Failed, failed_event),
             ToolResult::Skipped(_) => (Status::Incomplete, None),
@@ -893,18 +893,9 @@ impl ResponseStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vocab::special::{CALL, CHANNEL, END, MESSAGE, RETURN, START};
+    use crate::vocab::special::{CALL, CHANNEL, END, RETURN, START};
 
-    use crate::test_util::{text, vocab};
-
-    fn msg(header: &str, body: &str, stop: u32) -> Vec<u32> {
-        let mut v = vec![CHANNEL];
-        v.extend(text(header));
-        v.push(MESSAGE);
-        v.extend(text(body));
-        v.push(stop);
-        v
-    }
+    use crate::test_util::{msg, text, vocab};
 
     fn next_turn() -> Vec<u32> {
         let mut v = vec![START];
@@ -975,15 +966,22 @@ mod tests {
         assert_eq!(keys, ENGINE_KEYS.len() + SETTING_DEFAULTS.len() + 1); // one member each
     }
 
-    #[test]
-    fn reasoning_then_final_answer() {
+    /// `first`, then a new turn whose message is `second`, fed in one step
+    /// and finished with `stop`.
+    fn two_messages(first: Vec<u32>, second: &[u32]) -> (ResponseStream, Vec<Event>) {
         let mut s = stream();
         let mut ev = Vec::new();
-        let mut toks = msg("analysis", "think", END);
+        let mut toks = first;
         toks.extend(next_turn());
-        toks.extend(msg("final", "Hi!", RETURN));
+        toks.extend_from_slice(second);
         s.feed(&toks, None, &mut ev).unwrap();
         s.finish(FinishReason::Stop, &mut ev).unwrap();
+        (s, ev)
+    }
+
+    #[test]
+    fn reasoning_then_final_answer() {
+        let (_, ev) = two_messages(msg("analysis", "think", END), &msg("final", "Hi!", RETURN));
         assert_eq!(
             kinds(&ev),
             [
@@ -1016,7 +1014,10 @@ mod tests {
             last["response"]["usage"]["output_tokens_details"]["reasoning_tokens"],
             6
         );
-        assert_eq!(last["response"]["usage"]["output_tokens"], toks.len());
+        let fed = msg("analysis", "think", END).len()
+            + next_turn().len()
+            + msg("final", "Hi!", RETURN).len();
+        assert_eq!(last["response"]["usage"]["output_tokens"], fed);
     }
 
     #[test]
@@ -1238,15 +1239,10 @@ mod tests {
 
     #[test]
     fn answer_written_into_a_later_header_is_kept_without_markup() {
-        let mut s = stream();
-        let mut ev = Vec::new();
-        let mut toks = msg("analysis", "x", END);
-        toks.extend(next_turn());
-        toks.push(CHANNEL);
-        toks.extend(text("final {\"answer\": \"hi\"}"));
-        toks.push(RETURN);
-        s.feed(&toks, None, &mut ev).unwrap();
-        s.finish(FinishReason::Stop, &mut ev).unwrap();
+        let mut header = vec![CHANNEL];
+        header.extend(text("final {\"answer\": \"hi\"}"));
+        header.push(RETURN);
+        let (s, _) = two_messages(msg("analysis", "x", END), &header);
         assert_eq!(
             items(&s),
             [

@@ -88,19 +88,77 @@ pub(crate) enum Kind {
     WebSearch(WebAction),
 }
 
-impl Kind {
-    /// The prefix of the ids of items of this route.
-    fn id_prefix(route: &Route) -> &'static str {
-        match route {
-            Route::Reasoning => "rs",
-            Route::Message { .. } => "msg",
-            Route::Function { .. } => "fc",
-            Route::Mcp { .. } => "mcp",
-            Route::CodeInterpreter => "ci",
-            Route::WebSearch(_) => "ws",
-        }
-    }
+/// The events that differ by kind of item (`None`: that kind sends none).
+pub(crate) struct KindEvents {
+    /// One content delta (a browser call sends none).
+    pub(crate) delta: Option<&'static str>,
+    /// The whole text, when the message completes.
+    pub(crate) text_done: Option<&'static str>,
+    /// A server-run call's `in_progress`, right after `output_item.added`.
+    pub(crate) in_progress: Option<&'static str>,
+    /// A completed call now runs (none for MCP).
+    pub(crate) running: Option<&'static str>,
+    /// A server-run call got its output.
+    pub(crate) completed: Option<&'static str>,
+    /// A call failed or was skipped: only MCP has one; the others fail
+    /// silently or close `incomplete`.
+    pub(crate) failed: Option<&'static str>,
+}
 
+/// [`KindEvents`] of reasoning, message, function, MCP, code interpreter and
+/// web search, in that order ([`Kind::events`]).
+const KIND_EVENTS: [KindEvents; 6] = [
+    KindEvents {
+        delta: Some("response.reasoning_text.delta"),
+        text_done: Some("response.reasoning_text.done"),
+        in_progress: None,
+        running: None,
+        completed: None,
+        failed: None,
+    },
+    KindEvents {
+        delta: Some("response.output_text.delta"),
+        text_done: Some("response.output_text.done"),
+        in_progress: None,
+        running: None,
+        completed: None,
+        failed: None,
+    },
+    KindEvents {
+        delta: Some("response.function_call_arguments.delta"),
+        text_done: Some("response.function_call_arguments.done"),
+        in_progress: None,
+        running: None,
+        completed: None,
+        failed: None,
+    },
+    KindEvents {
+        delta: Some("response.mcp_call_arguments.delta"),
+        text_done: Some("response.mcp_call_arguments.done"),
+        in_progress: Some("response.mcp_call.in_progress"),
+        running: None,
+        completed: Some("response.mcp_call.completed"),
+        failed: Some("response.mcp_call.failed"),
+    },
+    KindEvents {
+        delta: Some("response.code_interpreter_call_code.delta"),
+        text_done: Some("response.code_interpreter_call_code.done"),
+        in_progress: Some("response.code_interpreter_call.in_progress"),
+        running: Some("response.code_interpreter_call.interpreting"),
+        completed: Some("response.code_interpreter_call.completed"),
+        failed: None,
+    },
+    KindEvents {
+        delta: None,
+        text_done: None,
+        in_progress: Some("response.web_search_call.in_progress"),
+        running: Some("response.web_search_call.searching"),
+        completed: Some("response.web_search_call.completed"),
+        failed: None,
+    },
+];
+
+impl Kind {
     /// Whether the server runs the call (its result comes with `tool_output`).
     pub(crate) fn is_server_run(&self) -> bool {
         matches!(
@@ -120,66 +178,18 @@ impl Kind {
         !matches!(self, Self::WebSearch(_))
     }
 
-    /// The event of one content delta (`None`: a browser call sends none).
-    pub(crate) fn delta_event(&self) -> Option<&'static str> {
-        match self {
-            Self::Reasoning => Some("response.reasoning_text.delta"),
-            Self::Message { .. } => Some("response.output_text.delta"),
-            Self::Function { .. } => Some("response.function_call_arguments.delta"),
-            Self::Mcp { .. } => Some("response.mcp_call_arguments.delta"),
-            Self::CodeInterpreter { .. } => Some("response.code_interpreter_call_code.delta"),
-            Self::WebSearch(_) => None,
-        }
-    }
-
-    /// The event carrying the whole text when the message completes.
-    pub(crate) fn text_done_event(&self) -> Option<&'static str> {
-        match self {
-            Self::Reasoning => Some("response.reasoning_text.done"),
-            Self::Message { .. } => Some("response.output_text.done"),
-            Self::Function { .. } => Some("response.function_call_arguments.done"),
-            Self::Mcp { .. } => Some("response.mcp_call_arguments.done"),
-            Self::CodeInterpreter { .. } => Some("response.code_interpreter_call_code.done"),
-            Self::WebSearch(_) => None,
-        }
-    }
-
-    /// A server-run call's `in_progress` event, right after `output_item.added`.
-    pub(crate) fn in_progress_event(&self) -> Option<&'static str> {
-        match self {
-            Self::Mcp { .. } => Some("response.mcp_call.in_progress"),
-            Self::CodeInterpreter { .. } => Some("response.code_interpreter_call.in_progress"),
-            Self::WebSearch(_) => Some("response.web_search_call.in_progress"),
-            _ => None,
-        }
-    }
-
-    /// The event saying a completed call now runs (none for MCP).
-    pub(crate) fn running_event(&self) -> Option<&'static str> {
-        match self {
-            Self::CodeInterpreter { .. } => Some("response.code_interpreter_call.interpreting"),
-            Self::WebSearch(_) => Some("response.web_search_call.searching"),
-            _ => None,
-        }
-    }
-
-    /// The event of a server-run call that got its output.
-    pub(crate) fn completed_event(&self) -> Option<&'static str> {
-        match self {
-            Self::Mcp { .. } => Some("response.mcp_call.completed"),
-            Self::CodeInterpreter { .. } => Some("response.code_interpreter_call.completed"),
-            Self::WebSearch(_) => Some("response.web_search_call.completed"),
-            _ => None,
-        }
-    }
-
-    /// The event of a call that failed or was skipped: only MCP has one; the
-    /// others fail silently or close `incomplete`.
-    pub(crate) fn failed_event(&self) -> Option<&'static str> {
-        match self {
-            Self::Mcp { .. } => Some("response.mcp_call.failed"),
-            _ => None,
-        }
+    /// The events this kind of item sends, from [`KIND_EVENTS`].
+    #[inline]
+    pub(crate) fn events(&self) -> &'static KindEvents {
+        let i = match self {
+            Self::Reasoning => 0,
+            Self::Message { .. } => 1,
+            Self::Function { .. } => 2,
+            Self::Mcp { .. } => 3,
+            Self::CodeInterpreter { .. } => 4,
+            Self::WebSearch(_) => 5,
+        };
+        &KIND_EVENTS[i]
     }
 
     /// A browser call: reads its action from the completed arguments (`last_url`
@@ -263,7 +273,7 @@ impl Item {
     /// being a sequence) a function call's `call_id` or a code interpreter's
     /// made-up container id when the request names none.
     pub(crate) fn new(route: Route, output_index: u64, ids: &mut IdGen, tools: &[Tool]) -> Self {
-        let id = ids.next(Kind::id_prefix(&route));
+        let id = ids.next(route.id_prefix());
         let kind = match route {
             Route::Reasoning => Kind::Reasoning,
             Route::Message { phase } => Kind::Message { phase },

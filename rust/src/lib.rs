@@ -1,6 +1,7 @@
 //! harmony-stream core: the gpt-oss Harmony format, parsed as it streams.
 //!
 //! * [`vocab`]: token id → bytes for `o200k_harmony`, loaded and hash-checked.
+//! * [`encode`]: text → tokens (byte-pair encoding with `tiktoken-rs`).
 //! * [`header`]: the header grammar (role, channel, recipient, content type).
 //! * [`parser`]: the streaming state machine, UTF-8 safe, strict or lenient.
 //! * [`message`]: what the parser produces.
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod encode;
 pub mod error;
 pub mod events;
 mod header;
@@ -54,5 +56,16 @@ pub(crate) mod test_util {
     /// `s` as one token per byte (with [`vocab`]).
     pub(crate) fn text(s: &str) -> Vec<u32> {
         s.bytes().map(u32::from).collect()
+    }
+
+    /// One message after its `<|start|>` and role: `<|channel|>header<|message|>body`
+    /// and the stop token `stop` (with [`vocab`]).
+    pub(crate) fn msg(header: &str, body: &str, stop: u32) -> Vec<u32> {
+        let mut v = vec![crate::vocab::special::CHANNEL];
+        v.extend(text(header));
+        v.push(crate::vocab::special::MESSAGE);
+        v.extend(text(body));
+        v.push(stop);
+        v
     }
 }

@@ -748,7 +748,7 @@ mod tests {
     use super::*;
     use crate::vocab::special::{CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START};
 
-    use crate::test_util::{text, vocab};
+    use crate::test_util::{msg, text, vocab};
 
     fn run(tokens: &[u32], strict: bool) -> (Parser, Vec<Option<String>>) {
         let mut p = Parser::new(vocab(), Some(Role::Assistant), strict);
@@ -759,15 +759,6 @@ mod tests {
         }
         p.process_eos().unwrap();
         (p, deltas)
-    }
-
-    fn msg(channel: &str, body: &str, stop: u32) -> Vec<u32> {
-        let mut v = vec![CHANNEL];
-        v.extend(text(channel));
-        v.push(MESSAGE);
-        v.extend(text(body));
-        v.push(stop);
-        v
     }
 
     #[test]

@@ -119,13 +119,22 @@ pub enum Route {
 impl Route {
     /// The Responses item type (`reasoning`, `message`, `function_call`, …).
     pub fn item_type(&self) -> &'static str {
+        self.names().0
+    }
+
+    /// The prefix of the ids of this route's items (`rs`, `msg`, `fc`, …).
+    pub fn id_prefix(&self) -> &'static str {
+        self.names().1
+    }
+
+    fn names(&self) -> (&'static str, &'static str) {
         match self {
-            Self::Reasoning => "reasoning",
-            Self::Message { .. } => "message",
-            Self::Function { .. } => "function_call",
-            Self::Mcp { .. } => "mcp_call",
-            Self::CodeInterpreter => "code_interpreter_call",
-            Self::WebSearch(_) => "web_search_call",
+            Self::Reasoning => ("reasoning", "rs"),
+            Self::Message { .. } => ("message", "msg"),
+            Self::Function { .. } => ("function_call", "fc"),
+            Self::Mcp { .. } => ("mcp_call", "mcp"),
+            Self::CodeInterpreter => ("code_interpreter_call", "ci"),
+            Self::WebSearch(_) => ("web_search_call", "ws"),
         }
     }
 

