@@ -219,6 +219,24 @@ def test_store_false_keeps_nothing(client: openai.OpenAI) -> None:
         client.responses.retrieve(created.id)
 
 
+def test_stored_responses_are_bounded(vocab: Vocab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The oldest go first, past the count or the bytes (README "Limits")."""
+    from harmony_stream.serve import app as app_module
+    from harmony_stream.serve.corpus import Corpus
+
+    monkeypatch.setattr(app_module, "MAX_REMEMBERED", 3)
+    monkeypatch.setattr(app_module, "MAX_REMEMBERED_BYTES", 100)
+    state = app_module.State(ServeConfig(), vocab, Corpus.load([], vocab))
+    for i in range(5):
+        state.remember(f"resp_{i}", app_module.Stored("chat_final", 0, "x", 10, json="{}"))
+    assert list(state.served) == ["resp_2", "resp_3", "resp_4"]
+    state.remember("resp_big", app_module.Stored("chat_final", 0, "x", 90, json="{}"))
+    assert list(state.served) == ["resp_4", "resp_big"]  # 10 + 90 bytes: at the limit
+    assert state.served_bytes == 100
+    assert state.forget("resp_big")
+    assert (state.served_bytes, state.forget("resp_big")) == (10, False)
+
+
 def test_cancel_and_stream_of_a_foreground_response_are_refused(
     client: openai.OpenAI, server: ServerThread
 ) -> None:
