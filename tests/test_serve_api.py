@@ -390,6 +390,10 @@ def test_keepalive_comments_while_an_mcp_tool_runs(vocab: Vocab) -> None:
         body.pop("stream")
         events = stream_events(sdk, **body)
         assert validate_stream(events)["status"] == "completed"
+        # A background response's readers get them too, while nothing new comes.
+        lines = sse_lines(s.url, {**body, "stream": True, "background": True})
+        validate_stream([json.loads(x[6:]) for x in lines if x.startswith("data: ")])
+        assert len([x for x in lines if x == ": keep-alive"]) >= int(delay_s / every_s) - 2
 
 
 def test_no_keepalive_for_a_quick_tool(vocab: Vocab) -> None:
@@ -562,6 +566,13 @@ def test_background_cancel(vocab: Vocab) -> None:
         poll(sdk, done.id)
         with pytest.raises(openai.BadRequestError):
             sdk.responses.cancel(done.id)
+
+
+def test_conversation_is_refused(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(model=MODEL, input="x", conversation="conv_123")
+    assert e.value.param == "conversation"
+    assert "previous_response_id" in e.value.message
 
 
 def test_background_must_be_stored(client: openai.OpenAI) -> None:

@@ -560,6 +560,7 @@ class RequestBody(_Body):
     safety_identifier: str | None = None
     service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     truncation: Literal["auto", "disabled"] | None = None
+    conversation: str | dict[str, Any] | None = None
 
 
 _BODY = TypeAdapter(RequestBody)
@@ -821,6 +822,13 @@ def parse_request(raw: bytes) -> ResponsesRequest:
             f"('mcp' tools with a 'server_url'); this one names {servers}.",
             param="tools",
             code="too_many_mcp_servers",
+        )
+    if body.conversation is not None:
+        raise RequestError(
+            "Conversations are not supported by this replay server: chain responses "
+            "with previous_response_id instead.",
+            param="conversation",
+            code="unsupported_parameter",
         )
     if body.background and body.store is False:
         raise RequestError(
