@@ -13,6 +13,7 @@ import time
 from types import TracebackType
 from typing import Any
 
+import anyio
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -27,6 +28,7 @@ __all__ = [
     "get_latest_release",
     "github_server",
     "search_issues",
+    "slow_github_server",
     "units_server",
 ]
 
@@ -106,6 +108,18 @@ def github_server() -> MCPServer:
     server = MCPServer("github")
     server.add_tool(search_issues)
     server.add_tool(get_latest_release)
+    return server
+
+
+def slow_github_server(delay_s: float) -> MCPServer:
+    """`github_server`, whose `search_issues` answers after `delay_s` seconds."""
+
+    async def slow_search_issues(repo: str, query: str, per_page: int = 10) -> str:
+        await anyio.sleep(delay_s)
+        return search_issues(repo, query, per_page)
+
+    server = MCPServer("github")
+    server.add_tool(slow_search_issues, name="search_issues")
     return server
 
 

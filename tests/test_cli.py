@@ -391,6 +391,8 @@ def test_transcript_output_that_cannot_be_written(
     assert main(["transcript", str(_example_messages()), "-o", str(target)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"harmony-stream: error: {target}: No such file or directory")
+
+
 # ---------------------------------------------------------------------------
 # The `harmony-stream` entry point itself, run as a user runs it (the console
 # script pip installed next to this Python), in a subprocess.

@@ -582,7 +582,7 @@ def test_a_non_loopback_host_warns_at_start_up(
     bound: list[str] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, host, **kw: bound.append(host))
     # The console handler would outlive this test's captured stderr.
-    monkeypatch.setattr(run_module, "configure_logging", lambda: None)
+    monkeypatch.setattr(run_module, "configure_logging", lambda level: None)
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         run(ServeConfig(), host=host, port=1)
         assert "WARNING" not in capsys.readouterr().err, host

@@ -20,7 +20,7 @@ use crate::convert::{
 };
 use crate::errors::{self, invalid_request as invalid, IntoPyResult};
 use crate::guard::{self, catching, poisoned_error, Exclusive, InUse};
-use crate::tools::{parse_mcp_lists, parse_tools};
+use crate::tools::{parse_mcp_lists, parse_settings, parse_tools};
 use crate::vocab::Vocab;
 
 /// `harmony_stream._openai`: conversion to openai-python's types (optional).
@@ -481,10 +481,11 @@ impl ResponseStream {
     #[pyo3(signature = (
         vocab, *, tools=None, model=Given::Absent, response_id=None,
         max_output_tokens=None, logprobs=false, input_tokens=Given::Absent,
-        cached_tokens=Given::Absent, created_at=None, mcp_tool_lists=None, id_seed=None
+        cached_tokens=Given::Absent, created_at=None, mcp_tool_lists=None, id_seed=None,
+        settings=None
     ), text_signature = "(vocab, *, tools=None, model='gpt-oss-120b', response_id=None, \
         max_output_tokens=None, logprobs=False, input_tokens=0, cached_tokens=0, created_at=None, \
-        mcp_tool_lists=None, id_seed=None)")]
+        mcp_tool_lists=None, id_seed=None, settings=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -499,6 +500,7 @@ impl ResponseStream {
         created_at: Option<&Bound<'_, PyAny>>,
         mcp_tool_lists: Option<&Bound<'_, PyAny>>,
         id_seed: Option<&Bound<'_, PyAny>>,
+        settings: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let count = |v: Given<'_>, name: &str| -> PyResult<u64> {
             match v {
@@ -535,6 +537,10 @@ impl ResponseStream {
             Some(lists) => parse_mcp_lists(py, lists, &tools)?,
             None => Vec::new(),
         };
+        let settings = match settings {
+            Some(s) => parse_settings(py, s)?,
+            None => Vec::new(),
+        };
         let model = match &model {
             Given::Absent => "gpt-oss-120b".to_string(),
             Given::Value(m) => text_arg(py, m, "model", false)?.into_owned(),
@@ -552,6 +558,7 @@ impl ResponseStream {
             tools_json,
             mcp_listings,
             id_seed,
+            settings,
         };
         let inner = core::ResponseStream::new(Arc::clone(&vocab.inner), cfg);
         Ok(Self {

@@ -359,3 +359,33 @@ pub(crate) fn route(
     };
     Ok((route.item_type(), tool_type, name))
 }
+
+/// `settings`: the request settings echoed in the response (`temperature`,
+/// `tool_choice`, ...), as `(key, JSON value)` pairs. A key the engine writes
+/// itself (`id`, `output`, `usage`, ...: `core::ENGINE_KEYS`) is refused.
+pub(crate) fn parse_settings(
+    py: Python<'_>,
+    settings: &Bound<'_, PyAny>,
+) -> PyResult<Vec<(String, String)>> {
+    if json_kind(settings) != Some("an object") {
+        return Err(PyTypeError::new_err(format!(
+            "settings must be a dict of setting name to a JSON value, got {}",
+            type_name(settings)
+        )));
+    }
+    let mut out = Vec::new();
+    let mut path = Path::new("settings");
+    for (k, v) in pyjson::items(settings)? {
+        let k = pyjson::key_str(py, &path, &k)?.into_owned();
+        if core::ENGINE_KEYS.contains(&k.as_str()) {
+            return Err(invalid(
+                py,
+                format!("settings names {k:?}, which the engine writes itself"),
+            ));
+        }
+        let mut json = String::new();
+        path.entry(&k, |p| pyjson::write(py, &v, p, &mut json))?;
+        out.push((k, json));
+    }
+    Ok(out)
+}

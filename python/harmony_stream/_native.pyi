@@ -219,10 +219,18 @@ class ResponseStream:
         created_at: SupportsIndex | None = None,
         mcp_tool_lists: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
         id_seed: SupportsIndex | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> ResponseStream:
         """Checks the request: ``InvalidRequestError`` (a ``ValueError``) names the
         path of a bad value (NaN in a tool's parameters, a count out of range, an
-        MCP tool list of the wrong shape), ``TypeError`` an argument of the wrong type."""
+        MCP tool list of the wrong shape), ``TypeError`` an argument of the wrong type.
+
+        ``settings``: request settings echoed in the response (``temperature``,
+        ``tool_choice``, ``text``, ...), each replacing the default shown
+        (``parallel_tool_calls`` true, ``tool_choice`` ``"auto"``, ``metadata``
+        ``{}``, ``instructions``/``temperature``/``top_p`` null) or added; a
+        member the engine writes itself (``id``, ``output``, ``usage``, ...) is
+        an ``InvalidRequestError``."""
     def start(self) -> list[ResponseEvent]:
         """``response.created``, ``response.in_progress``, ``mcp_list_tools`` items."""
     def feed(

@@ -371,6 +371,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         config.max_body_bytes = args.max_body_bytes
     if args.mcp_allowed_host:
         config.mcp_allowed_hosts = args.mcp_allowed_host
+    if args.cors_origin:
+        config.cors_origins = args.cors_origin
+    if args.keepalive_s is not None:
+        config.keepalive_s = args.keepalive_s
+    if args.log_level is not None:
+        config.log_level = args.log_level
     run(config, args.host, args.port)
     return 0
 
@@ -642,6 +648,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST",
         help="a host (or shell-style pattern) an MCP server_url may name; repeat it "
         "for more (default: any host)",
+    )
+    s.add_argument(
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="a browser origin allowed by CORS (http://localhost:5173, or * for any); "
+        "repeat it for more (default: no CORS headers)",
+    )
+    s.add_argument(
+        "--keepalive-s",
+        type=float,
+        metavar="SECONDS",
+        help="while an MCP tool runs, send a streamed response ': keep-alive' this often "
+        "(default: 15)",
+    )
+    s.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        help="console log level: critical, error, warning, info (one access line and one "
+        "replay line per request), debug or trace (default: info)",
     )
     s.set_defaults(func=_cmd_serve)
     return ap

@@ -130,7 +130,39 @@ pub struct ResponseConfig {
     pub mcp_listings: Vec<(String, String)>,
     /// Seed for item ids (tests); random when `None`.
     pub id_seed: Option<u64>,
+    /// Request settings echoed in the response, as `(key, JSON value)` members
+    /// (`temperature`, `tool_choice`, `text`, ...). Each replaces the default of
+    /// a key of [`SETTING_DEFAULTS`] or is written after them; a key of
+    /// [`ENGINE_KEYS`] is the engine's own and must not be given (the binding
+    /// refuses it).
+    pub settings: Vec<(String, String)>,
 }
+
+/// The request settings every response carries, with the value written when
+/// [`ResponseConfig::settings`] does not give one.
+pub const SETTING_DEFAULTS: [(&str, &str); 6] = [
+    ("parallel_tool_calls", "true"),
+    ("tool_choice", "\"auto\""),
+    ("instructions", "null"),
+    ("metadata", "{}"),
+    ("temperature", "null"),
+    ("top_p", "null"),
+];
+
+/// The members of the response object the engine writes itself (not settings).
+pub const ENGINE_KEYS: [&str; 11] = [
+    "id",
+    "object",
+    "created_at",
+    "model",
+    "status",
+    "output",
+    "tools",
+    "error",
+    "incomplete_details",
+    "max_output_tokens",
+    "usage",
+];
 
 /// The kind of a server-run call ([`PendingCall`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -743,7 +775,7 @@ impl ResponseStream {
                 s.push_str(item);
             }
         }
-        s.push_str("],\"parallel_tool_calls\":true,\"tool_choice\":\"auto\",");
+        s.push_str("],");
         key(&mut s, "tools");
         s.push_str(if self.cfg.tools_json.is_empty() {
             "[]"
@@ -767,7 +799,8 @@ impl ResponseStream {
         } else {
             "null"
         });
-        s.push_str(",\"instructions\":null,\"metadata\":{},\"temperature\":null,\"top_p\":null,");
+        s.push(',');
+        self.push_settings(&mut s);
         key(&mut s, "max_output_tokens");
         match self.cfg.max_output_tokens {
             Some(m) => push_u64(&mut s, m),
@@ -792,6 +825,24 @@ impl ResponseStream {
         }
         s.push('}');
         s
+    }
+
+    /// The request settings, each followed by a comma: the defaults of
+    /// [`SETTING_DEFAULTS`] (or the given values), then the other given ones.
+    fn push_settings(&self, s: &mut String) {
+        let given = |k: &str| self.cfg.settings.iter().find(|(g, _)| g == k);
+        for (k, default) in SETTING_DEFAULTS {
+            key(s, k);
+            s.push_str(given(k).map_or(default, |(_, v)| v.as_str()));
+            s.push(',');
+        }
+        for (k, v) in &self.cfg.settings {
+            if !SETTING_DEFAULTS.iter().any(|(d, _)| d == k) {
+                key(s, k);
+                s.push_str(v);
+                s.push(',');
+            }
+        }
     }
 
     /// Ends a response whose engine was interrupted by a panic (caught by the
@@ -877,6 +928,42 @@ mod tests {
             out.push(e.kind);
         }
         out
+    }
+
+    #[test]
+    fn settings_replace_defaults_and_add_members() {
+        let plain = stream();
+        let v: serde_json::Value = serde_json::from_str(&plain.response_json()).unwrap();
+        for (k, d) in SETTING_DEFAULTS {
+            assert_eq!(
+                v[k],
+                serde_json::from_str::<serde_json::Value>(d).unwrap(),
+                "{k}"
+            );
+        }
+        let given = vec![
+            ("temperature".to_string(), "0.25".to_string()),
+            ("tool_choice".to_string(), "\"none\"".to_string()),
+            ("user".to_string(), "\"u1\"".to_string()),
+        ];
+        let s = ResponseStream::new(
+            vocab(),
+            ResponseConfig {
+                settings: given.clone(),
+                ..ResponseConfig::default()
+            },
+        );
+        let v: serde_json::Value = serde_json::from_str(&s.response_json()).unwrap();
+        for (k, json) in &given {
+            assert_eq!(
+                v[k],
+                serde_json::from_str::<serde_json::Value>(json).unwrap(),
+                "{k}"
+            );
+        }
+        assert_eq!(v["top_p"], serde_json::Value::Null); // a default not given stays
+        let keys = v.as_object().unwrap().len();
+        assert_eq!(keys, ENGINE_KEYS.len() + SETTING_DEFAULTS.len() + 1); // one member each
     }
 
     /// `first`, then a new turn whose message is `second`, fed in one step

@@ -33,6 +33,7 @@ mod wire;
 pub use error::{Error, ParseErrorKind, Result};
 pub use events::{
     CallKind, Event, FinishReason, PendingCall, ResponseConfig, ResponseStream, TokenLogprob,
+    ENGINE_KEYS, SETTING_DEFAULTS,
 };
 pub use header::KNOWN_CHANNELS;
 pub use message::{EndToken, Header, Message, Recovery, RecoveryKind, Role};

@@ -4,8 +4,11 @@ Needs the ``serve`` extra (Starlette, uvicorn, the MCP SDK)::
 
     pip install 'harmony-stream[serve]'
 
-``create_app(config)`` builds the ASGI app; ``run(config, host, port)`` serves it
-with uvicorn. See the README section "Replay server".
+``create_app(config)`` builds the ASGI app (``uvicorn --factory
+harmony_stream.serve:create_app`` serves it with the default settings);
+``run(config, host, port)`` serves it with uvicorn and its logging config.
+``python -m harmony_stream.serve.example_mcp`` is an example MCP server for it.
+See the README section "Replay server".
 """
 
 from __future__ import annotations

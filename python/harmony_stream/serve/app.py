@@ -1,33 +1,45 @@
-"""The replay server: a Starlette app answering `POST /v1/responses` from transcripts.
+"""The replay server: a Starlette app answering the Responses API from transcripts.
 
-`create_app(config)` builds it. Each request's body is read up to
-`config.max_body_bytes` (a 413 past it), checked (`request.py`), gets a
-transcript and a segment of it (`corpus.py`), and is replayed through the
+`create_app(config)` builds it; its routes are listed in `ROUTES`. Each
+`POST /v1/responses` body is read up to `config.max_body_bytes` (a 413 past
+it), checked (`request.py`), gets a transcript and a segment of it
+(`corpus.py`, which honours `tool_choice`), and is replayed through the
 engine: SSE bytes straight from `ResponseStream.*_sse` when streaming,
-`ResponseStream.response()` otherwise. MCP calls go to the request's MCP
-servers (`mcp.py`); every other tool result comes from the transcript. Either
-way the replay stops when the client goes away.
+`ResponseStream.response()` otherwise; the request's settings are echoed by
+the engine (`settings=`). MCP calls go to the request's MCP servers (`mcp.py`),
+with SSE keep-alive comments while they run; every other tool result comes from
+the transcript. Either way the replay stops when the client goes away, unless
+the request asked for background mode: then it runs in the app's task group
+(its lifespan) and its events are kept for `GET …?stream=true&starting_after=N`.
+Responses are stored (unless `store: false`) for `GET`/`DELETE
+/v1/responses/{id}`, its `input_items`, and `previous_response_id`.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import anyio.to_thread
+from anyio.abc import TaskGroup
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -44,14 +56,18 @@ from .request import (
     parse_request,
 )
 
-__all__ = ["Replay", "create_app", "synthetic_logprobs"]
+__all__ = ["ROUTES", "Replay", "Stored", "create_app", "input_items", "synthetic_logprobs"]
 
 log = logging.getLogger("harmony_stream.serve")
 
 Sink = Callable[[bytes], Awaitable[None]]
 
-# Remembered responses (for `previous_response_id`): the newest this many.
+# Remembered responses (`previous_response_id`, `GET /v1/responses/{id}`): the newest
+# this many, and no more than this many bytes of their JSON and requests.
 MAX_REMEMBERED = 4096
+MAX_REMEMBERED_BYTES = 256 * 1024 * 1024
+# The SSE comment sent while a tool call runs, every `keepalive_s` seconds.
+KEEPALIVE = b": keep-alive\n\n"
 # Bodies larger than this are parsed in a worker thread, so the event loop goes on.
 PARSE_IN_THREAD_BYTES = 64 * 1024
 
@@ -77,6 +93,78 @@ def synthetic_logprobs(
     return out
 
 
+class Background:
+    """The events of a background response, kept for whoever reads them, when they do.
+
+    Event ``i`` (one ``event: …\ndata: …\n\n`` block) has ``sequence_number`` i:
+    the engine numbers its events from 0, one by one. Readers (`follow`) wait
+    for new events; the replay runs in the app's task group, whoever listens.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[bytes] = []
+        self.done = False
+        self.cancelled = False
+        self.scope: anyio.CancelScope | None = None
+        self._changed = anyio.Event()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def add(self, chunk: bytes) -> None:
+        """A `Sink`: the SSE bytes of one engine step (one or more whole events)."""
+        self.events.extend(part + b"\n\n" for part in chunk.split(b"\n\n") if part)
+        self._notify()
+
+    def finish(self) -> None:
+        self.done = True
+        self._notify()
+
+    async def wait_done(self) -> None:
+        while not self.done:
+            await self._changed.wait()
+
+    async def follow(self, starting_after: int, keepalive_s: float) -> AsyncIterator[bytes]:
+        """The events after `starting_after`, as they come, until the response ends;
+        ``: keep-alive`` when nothing came for `keepalive_s` seconds."""
+        i = max(starting_after + 1, 0)
+        while True:
+            if i < len(self.events):
+                chunk = b"".join(self.events[i:])
+                i = len(self.events)
+                yield chunk
+                continue
+            if self.done:
+                return
+            changed = self._changed
+            with anyio.move_on_after(keepalive_s) as waited:
+                await changed.wait()
+            if waited.cancelled_caught:
+                yield KEEPALIVE
+
+
+@dataclass
+class Stored:
+    """A response the server keeps (its request had ``store`` true, the default).
+
+    While it streams, its JSON is read from its engine (`stream`); once finished
+    the final JSON is kept and the engine let go. A background response keeps
+    its events too (`background`).
+    """
+
+    entry: str
+    segment: int
+    input: str | list[dict[str, Any]]
+    size: int
+    stream: ResponseStream | None = None
+    json: str = ""
+    background: Background | None = None
+
+    def response_json(self) -> str:
+        return self.stream.response_json() if self.stream is not None else self.json
+
+
 @dataclass
 class State:
     """What the app shares between requests."""
@@ -84,13 +172,40 @@ class State:
     config: ServeConfig
     vocab: Vocab
     corpus: Corpus
-    served: OrderedDict[str, tuple[str, int]] = field(default_factory=OrderedDict)
+    served: OrderedDict[str, Stored] = field(default_factory=OrderedDict)
+    served_bytes: int = 0
+    # The app's task group (its lifespan), where background responses run.
+    tasks: TaskGroup | None = None
 
-    def remember(self, response_id: str, entry: str, segment: int) -> None:
-        self.served[response_id] = (entry, segment)
-        self.served.move_to_end(response_id)
-        while len(self.served) > MAX_REMEMBERED:
-            self.served.popitem(last=False)
+    def remember(self, response_id: str, stored: Stored) -> None:
+        self.forget(response_id)
+        self.served[response_id] = stored
+        self.served_bytes += stored.size
+        while len(self.served) > MAX_REMEMBERED or self.served_bytes > MAX_REMEMBERED_BYTES:
+            _, old = self.served.popitem(last=False)
+            self.served_bytes -= old.size
+
+    def finished(self, response_id: str, stream: ResponseStream) -> None:
+        """Keeps the final JSON of a stored response (if still stored)."""
+        stored = self.served.get(response_id)
+        if stored is not None and stored.stream is stream:
+            stored.json = stream.response_json()
+            stored.stream = None
+            grown = len(stored.json)
+            if stored.background is not None:
+                if stored.background.cancelled:
+                    response = json.loads(stored.json)
+                    response["status"] = "cancelled"
+                    stored.json = json.dumps(response, ensure_ascii=False)
+                grown += sum(map(len, stored.background.events))
+            stored.size += grown
+            self.served_bytes += grown
+
+    def forget(self, response_id: str) -> bool:
+        stored = self.served.pop(response_id, None)
+        if stored is not None:
+            self.served_bytes -= stored.size
+        return stored is not None
 
 
 class Replay:
@@ -99,7 +214,7 @@ class Replay:
     def __init__(self, state: State, request: ResponsesRequest) -> None:
         self.state = state
         self.request = request
-        previous: tuple[str, int] | None = None
+        previous: Stored | None = None
         if request.previous_response_id is not None:
             previous = state.served.get(request.previous_response_id)
             if previous is None:
@@ -110,10 +225,10 @@ class Replay:
                 )
         if state.config.mcp_allowed_hosts is not None:
             check_mcp_hosts(request, state.config.mcp_allowed_hosts)
+        index = request.count_input("function_call_output") + (previous.segment if previous else 0)
         self.entry: Entry = state.corpus.choose(
-            request, state.config, previous[0] if previous else None
+            request, state.config, previous.entry if previous else None, index
         )
-        index = request.count_input("function_call_output") + (previous[1] if previous else 0)
         if index >= len(self.entry.segments):
             raise RequestError(
                 f"Transcript {self.entry.name!r} answers {len(self.entry.segments)} request(s) "
@@ -167,6 +282,7 @@ class Replay:
                 mcp_tool_lists=lists or None,
                 id_seed=self.id_seed(),
                 created_at=0 if config.seed is not None else None,
+                settings=self.request.settings,
             )
         except (HarmonyStreamError, ValueError, TypeError, OverflowError) as e:
             # The request passed our checks but the engine refuses its settings.
@@ -193,14 +309,14 @@ class Replay:
         self.events += out.count(b"\n\n")
         return out
 
-    async def run(self, mcp: McpServers, sink: Sink) -> None:
+    async def run(self, mcp: McpServers, sink: Sink, keepalive: Sink | None = None) -> None:
         """Streams the segment into `sink`: start, tokens, tool results, finish.
 
         A transcript the engine refuses (a token id outside the vocabulary, say)
         ends the response with ``response.failed`` carrying the reason.
         """
         try:
-            await self._run(mcp, sink)
+            await self._run(mcp, sink, keepalive)
         except HarmonyStreamError as e:
             stream = self.stream
             assert stream is not None
@@ -210,7 +326,7 @@ class Replay:
                 await sink(self._timed(stream.finish_sse, "error", message))
             self.status = stream.response()["status"]
 
-    async def _run(self, mcp: McpServers, sink: Sink) -> None:
+    async def _run(self, mcp: McpServers, sink: Sink, keepalive: Sink | None) -> None:
         stream = self.stream
         assert stream is not None, "prepare() first"
         config = self.state.config
@@ -233,22 +349,40 @@ class Replay:
                     await anyio.lowlevel.checkpoint()  # lets a disconnect be noticed
             elif isinstance(step, ToolResult):
                 if stream.awaiting_tool_output:
-                    output, error = await self._tool_result(mcp, step)
+                    output, error = await self._tool_result(mcp, step, keepalive)
                     await sink(self._timed(stream.tool_output_sse, output, error))
             else:
                 await sink(self._timed(stream.finish_sse, step.reason))
         self.status = stream.response()["status"]
 
     async def _tool_result(
-        self, mcp: McpServers, turn: ToolResult
+        self, mcp: McpServers, turn: ToolResult, keepalive: Sink | None
     ) -> tuple[str | None, str | None]:
         """The result for the call the engine waits for: from its MCP server when
-        the request gives one for its label, else the transcript's recorded one."""
+        the request gives one for its label, else the transcript's recorded one.
+
+        While the MCP server works, `keepalive` gets ``: keep-alive`` (an SSE
+        comment) every `keepalive_s` seconds, so proxies and clients keep the
+        stream open."""
         assert self.stream is not None
         call = self.stream.pending_call
         if call is None or call["type"] != "mcp_call" or not mcp.has_server(call["server_label"]):
             return turn.output, turn.error
-        result = await mcp.call(call["server_label"], call["name"], call["arguments"])
+        async with anyio.create_task_group() as tg:
+            if keepalive is not None:
+                interval = self.state.config.keepalive_s
+
+                async def tick() -> None:
+                    while True:
+                        await anyio.sleep(interval)
+                        try:
+                            await keepalive(KEEPALIVE)
+                        except OSError:  # the client went away: the watcher ends the replay
+                            return
+
+                tg.start_soon(tick)
+            result = await mcp.call(call["server_label"], call["name"], call["arguments"])
+            tg.cancel_scope.cancel()
         return result.output, result.error
 
     def log_line(self, elapsed_s: float) -> str:
@@ -269,6 +403,91 @@ def _error_response(e: RequestError) -> JSONResponse:
     return JSONResponse(e.body(), status_code=e.status)
 
 
+def _remember(replay: Replay, background: Background | None = None) -> None:
+    """Stores the response (unless its request says ``store: false``)."""
+    assert replay.stream is not None
+    if not replay.request.store:
+        return
+    stored = Stored(
+        replay.entry.name,
+        replay.segment_index,
+        replay.request.input,
+        len(replay.request.fingerprint),
+        stream=replay.stream,
+        background=background,
+    )
+    replay.state.remember(replay.stream.response_id, stored)
+
+
+async def _run_background(
+    replay: Replay,
+    background: Background,
+    started: float,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """A background response, in the app's task group: its MCP tools listed (a
+    `RequestError` then is the POST's answer), stored, then replayed into
+    `background`; cancelled by `POST /v1/responses/{id}/cancel`."""
+    state = replay.state
+    stored = False
+    try:
+        with anyio.CancelScope() as scope:
+            background.scope = scope
+            async with McpServers(replay.request.tools, state.config.mcp_timeout_s) as mcp:
+                await replay.prepare(mcp)
+                _remember(replay, background)
+                stored = True
+                task_status.started()
+                try:
+                    await replay.run(mcp, background.add)
+                except Exception as e:  # never let a replay end the app's task group
+                    log.warning("background replay failed: %s", type(e).__name__)
+    finally:
+        stream = replay.stream
+        if stored and stream is not None:
+            # Cancelled (by a client, or at shutdown): the stream still ends, for its readers.
+            with anyio.CancelScope(shield=True):
+                if not stream.finished:
+                    await background.add(stream.finish_sse("abort"))
+                status = stream.response()["status"]
+                replay.status = "cancelled" if background.cancelled else status
+                state.finished(stream.response_id, stream)
+                background.finish()
+                log.info(replay.log_line(time.perf_counter() - started) + " background=True")
+
+
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+async def _start_background(replay: Replay, started: float) -> Response:
+    """Starts a background response; answers with it (in progress) or its event stream."""
+    tasks = replay.state.tasks
+    if tasks is None:
+        return _error_response(
+            RequestError(
+                "Background mode needs the app's lifespan to run (uvicorn runs it): "
+                "this server was started without it.",
+                param="background",
+                code="unsupported_parameter",
+            )
+        )
+    background = Background()
+    try:
+        await tasks.start(_run_background, replay, background, started)
+    except RequestError as e:
+        log.info("POST /v1/responses %d %s: %s", e.status, e.type, e.message)
+        return _error_response(e)
+    if replay.request.stream:
+        return StreamingResponse(
+            background.follow(-1, replay.state.config.keepalive_s),
+            media_type="text/event-stream",
+            headers=_SSE_HEADERS,
+        )
+    assert replay.stream is not None
+    return Response(replay.stream.response_json(), media_type="application/json")
+
+
 class ReplayResponse(Response):
     """The answer: SSE written by the replay, or the response's JSON at its end.
 
@@ -287,6 +506,7 @@ class ReplayResponse(Response):
         streaming = replay.request.stream
         headers_sent = False
         answered = False  # the last byte of the answer is being (or was) sent
+        logged = False
 
         async def sink(chunk: bytes) -> None:
             nonlocal headers_sent
@@ -332,8 +552,12 @@ class ReplayResponse(Response):
                         tg.cancel_scope.cancel()
                         return
                     self._remember(replay)  # before the end is sent: a follow-up may name it
-                    await replay.run(mcp, sink)
+                    await replay.run(mcp, sink, sink if streaming else None)
                     answered = streaming  # every event is out
+                # Stored and logged before the answer ends: a client that reads the
+                # log or asks for the response next finds them.
+                logged = True
+                self._finished(replay)
                 if streaming:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 else:
@@ -346,14 +570,16 @@ class ReplayResponse(Response):
                 replay.disconnected = True
             finally:
                 tg.cancel_scope.cancel()
-                self._finished(replay)
+                if not logged:
+                    self._finished(replay)
 
     @staticmethod
     def _remember(replay: Replay) -> None:
-        assert replay.stream is not None
-        replay.state.remember(replay.stream.response_id, replay.entry.name, replay.segment_index)
+        _remember(replay)
 
     def _finished(self, replay: Replay) -> None:
+        if replay.stream is not None:
+            replay.state.finished(replay.stream.response_id, replay.stream)
         if replay.stream is not None or replay.disconnected:
             log.info(replay.log_line(time.perf_counter() - self.started))
 
@@ -428,6 +654,8 @@ async def _responses(request: Request) -> Response:
         else:
             req = parse_request(raw)
         replay = Replay(state, req)
+        if req.background:
+            return await _start_background(replay, started)
     except RequestError as e:
         log.info("POST /v1/responses %d %s: %s", e.status, e.type, e.message)
         return _error_response(e)
@@ -444,13 +672,241 @@ async def _responses(request: Request) -> Response:
     return ReplayResponse(replay, started)
 
 
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "harmony-stream"}
+
+
 async def _models(request: Request) -> Response:
     state: State = request.app.state.replay
-    data = [
-        {"id": m, "object": "model", "created": 0, "owned_by": "harmony-stream"}
-        for m in state.config.models
-    ]
-    return JSONResponse({"object": "list", "data": data})
+    return JSONResponse({"object": "list", "data": [_model(m) for m in state.config.models]})
+
+
+async def _get_model(request: Request) -> Response:
+    state: State = request.app.state.replay
+    name = request.path_params["model"]
+    if name not in state.config.models:
+        return JSONResponse(
+            error_body(
+                f"The model '{name}' does not exist or you do not have access to it.",
+                code="model_not_found",
+            ),
+            status_code=404,
+        )
+    return JSONResponse(_model(name))
+
+
+def _stored(request: Request) -> tuple[str, Stored] | Response:
+    """The stored response the path names, or the 404 OpenAI answers."""
+    state: State = request.app.state.replay
+    response_id = request.path_params["response_id"]
+    stored = state.served.get(response_id)
+    if stored is None:
+        return JSONResponse(
+            error_body(f"Response with id '{response_id}' not found.", param="response_id"),
+            status_code=404,
+        )
+    return response_id, stored
+
+
+async def _get_response(request: Request) -> Response:
+    """The stored response; with ``stream=true`` (a background response only) its
+    events after ``starting_after`` (a sequence number), live until it ends."""
+    found = _stored(request)
+    if isinstance(found, Response):
+        return found
+    stored = found[1]
+    query = request.query_params
+    if query.get("stream", "false").lower() != "true":
+        return Response(stored.response_json(), media_type="application/json")
+    if stored.background is None:
+        return _error_response(
+            RequestError(
+                "Only responses created with background=true can be streamed again: "
+                "get this one without stream=true.",
+                param="stream",
+                code="unsupported_parameter",
+            )
+        )
+    text = query.get("starting_after", "-1")
+    try:
+        after = int(text)
+    except ValueError:
+        after = -2
+    if after < -1:
+        return _error_response(
+            RequestError(
+                f"Invalid 'starting_after': expected an integer >= 0 (an event's "
+                f"sequence_number), but got {text!r} instead.",
+                param="starting_after",
+                code="invalid_value",
+            )
+        )
+    state: State = request.app.state.replay
+    return StreamingResponse(
+        stored.background.follow(after, state.config.keepalive_s),
+        media_type="text/event-stream",
+        headers=_SSE_HEADERS,
+    )
+
+
+async def _delete_response(request: Request) -> Response:
+    found = _stored(request)
+    if isinstance(found, Response):
+        return found
+    state: State = request.app.state.replay
+    state.forget(found[0])
+    return JSONResponse({"id": found[0], "object": "response.deleted", "deleted": True})
+
+
+async def _cancel_response(request: Request) -> Response:
+    """Cancels a background response in progress: it ends, ``status: "cancelled"``.
+
+    Cancelling one already cancelled answers it again; one that ended otherwise,
+    or that is not a background response, is a 400.
+    """
+    found = _stored(request)
+    if isinstance(found, Response):
+        return found
+    response_id, stored = found
+    background = stored.background
+    if background is None:
+        return _error_response(
+            RequestError(
+                "Only responses created with background=true can be cancelled.",
+                code="unsupported_parameter",
+            )
+        )
+    if background.done and not background.cancelled:
+        return _error_response(
+            RequestError(
+                f"Response '{response_id}' has already ended and cannot be cancelled.",
+                code="response_not_cancellable",
+            )
+        )
+    if not background.done:
+        background.cancelled = True
+        assert background.scope is not None
+        background.scope.cancel()
+        await background.wait_done()
+    return Response(stored.response_json(), media_type="application/json")
+
+
+_ITEM_ID_PREFIX = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "reasoning": "rs",
+    "mcp_list_tools": "mcpl",
+    "mcp_call": "mcp",
+}
+
+
+def input_items(response_id: str, given: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A request's input as the API lists it: every item with an ``id``.
+
+    A string input is one user message; a message whose ``content`` is a string
+    gets it as one ``input_text`` part (``output_text`` for the assistant's); an
+    item without an id gets one derived from the response id and its position
+    (the same on every call), and a message, function call or output without a
+    ``status`` is ``completed``.
+    """
+    items = (
+        [{"type": "message", "role": "user", "content": given}] if isinstance(given, str) else given
+    )
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        kind = item.get("type", "message")
+        entry = {"type": kind, **item}
+        content = entry.get("content")
+        if kind == "message" and isinstance(content, str):
+            part = "output_text" if entry.get("role") == "assistant" else "input_text"
+            entry["content"] = [{"type": part, "text": content}]
+            if part == "output_text":
+                entry["content"][0]["annotations"] = []
+        if "id" not in entry:
+            digest = hashlib.sha256(f"{response_id}/{i}".encode()).hexdigest()[:32]
+            entry["id"] = f"{_ITEM_ID_PREFIX.get(kind, 'item')}_{digest}"
+        if kind in ("message", "function_call", "function_call_output"):
+            entry.setdefault("status", "completed")
+        out.append(entry)
+    return out
+
+
+_LIST_LIMIT = (1, 100)
+
+
+async def _input_items(request: Request) -> Response:
+    """`GET /v1/responses/{id}/input_items`: ``limit`` (1-100, 20), ``order`` (desc),
+    ``after`` (an item id): a page of the list, as the API pages it."""
+    found = _stored(request)
+    if isinstance(found, Response):
+        return found
+    response_id, stored = found
+    query = request.query_params
+    try:
+        limit = int(query.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not _LIST_LIMIT[0] <= limit <= _LIST_LIMIT[1]:
+        return _error_response(
+            RequestError(
+                f"Invalid 'limit': expected an integer between 1 and 100, but got "
+                f"{query.get('limit')!r} instead.",
+                param="limit",
+                code="invalid_value",
+            )
+        )
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        return _error_response(
+            RequestError(
+                f"Invalid value: {order!r}. Supported values are: 'asc' and 'desc'.",
+                param="order",
+                code="invalid_value",
+            )
+        )
+    items = input_items(response_id, stored.input)
+    if order == "desc":
+        items.reverse()
+    after = query.get("after")
+    if after is not None:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            return _error_response(
+                RequestError(
+                    f"No input item with id '{after}' in response '{response_id}'.",
+                    param="after",
+                    code="invalid_value",
+                )
+            )
+        items = items[ids.index(after) + 1 :]
+    page = items[:limit]
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(items) > limit,
+        }
+    )
+
+
+async def _health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+# Every route of the server, in one place.
+ROUTES = [
+    Route("/v1/responses", _responses, methods=["POST"]),
+    Route("/v1/responses/{response_id}", _get_response, methods=["GET"]),
+    Route("/v1/responses/{response_id}", _delete_response, methods=["DELETE"]),
+    Route("/v1/responses/{response_id}/cancel", _cancel_response, methods=["POST"]),
+    Route("/v1/responses/{response_id}/input_items", _input_items, methods=["GET"]),
+    Route("/v1/models", _models, methods=["GET"]),
+    Route("/v1/models/{model:path}", _get_model, methods=["GET"]),
+    Route("/health", _health, methods=["GET"]),
+]
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -463,27 +919,49 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body(message), status_code=exc.status_code)
 
 
+@asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    """The app's task group, for background responses (cancelled at shutdown)."""
+    state: State = app.state.replay
+    async with anyio.create_task_group() as tasks:
+        state.tasks = tasks
+        yield
+        state.tasks = None
+        tasks.cancel_scope.cancel()
+
+
 def create_app(
     config: ServeConfig | None = None,
     *,
     vocab: Vocab | None = None,
     corpus: Corpus | None = None,
 ) -> Starlette:
-    """The ASGI app: `POST /v1/responses`, `GET /v1/models`.
+    """The ASGI app: the routes of `ROUTES` (`POST /v1/responses`, ...).
 
     The corpus is `config.transcripts` (files or directories), or the bundled
     one when that is empty; the vocabulary is `config.vocab_path` or `Vocab.load()`.
+    With `config.cors_origins`, Starlette's `CORSMiddleware` answers preflight
+    requests and adds the CORS headers for those origins.
     """
     config = config or ServeConfig()
     vocab = vocab or Vocab.load(config.vocab_path)
     corpus = corpus or Corpus.load(config.transcripts, vocab)
     corpus.check_config(config)
+    middleware = []
+    if config.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=config.cors_origins,
+                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_headers=["*"],
+            )
+        )
     app = Starlette(
-        routes=[
-            Route("/v1/responses", _responses, methods=["POST"]),
-            Route("/v1/models", _models, methods=["GET"]),
-        ],
+        routes=ROUTES,
+        middleware=middleware,
         exception_handlers={HTTPException: _http_error},
+        lifespan=_lifespan,
     )
     app.state.replay = State(config, vocab, corpus)
     return app

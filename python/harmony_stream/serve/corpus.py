@@ -20,6 +20,14 @@ The transcript is chosen, first match wins:
    ``browser.*`` by ``web_search``/``web_search_preview``); among them the one
    that uses the most of the request's tools, the first in corpus order on a
    tie. When none fits, the first transcript.
+
+The request's ``tool_choice`` must hold for the segment served (`tool_choice_allows`):
+``"none"`` a segment with no tool call, ``"required"`` one with a call, a named
+function, MCP server (and tool) or hosted tool a segment making that call,
+``allowed_tools`` calls among those tools only (and one at least with mode
+``required``). A transcript chosen by name, rule or default that does not
+comply is a 400 (``param: "tool_choice"``); the best fit is chosen among the
+transcripts that comply, and a 400 says so when none does.
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ from ..transcript import (
 from .request import RequestError, ResponsesRequest
 
 __all__ = [
+    "LOG_LEVELS",
+    "Call",
     "Corpus",
     "Entry",
     "Rule",
@@ -52,6 +62,7 @@ __all__ = [
     "ServeConfigError",
     "bundled_corpus_dir",
     "load_config",
+    "tool_choice_allows",
 ]
 
 Turn = ModelTurn | ToolOutput
@@ -92,21 +103,81 @@ class Entry:
     transcript: Transcript
     segments: list[list[Turn]]
     calls: list[Call]
+    # The calls of each segment.
+    segment_calls: list[list[Call]] = field(default_factory=list)
 
     @property
     def tool_keys(self) -> set[tuple[str, str]]:
         return {c.tool_key for c in self.calls}
 
+    def calls_of(self, segment: int) -> list[Call]:
+        """The calls made in `segment` (none past the last one)."""
+        return self.segment_calls[segment] if segment < len(self.segment_calls) else []
+
+
+def _choice_key(choice: dict[str, Any]) -> tuple[str, str]:
+    """The tool a `tool_choice` object (or an `allowed_tools` entry) names, as `Call.tool_key`."""
+    kind = TOOL_TYPES.get(choice.get("type", ""), choice.get("type", ""))
+    if kind == "function":
+        return ("function", str(choice.get("name", "")))
+    if kind == "mcp":
+        return ("mcp", str(choice.get("server_label", "")))
+    return (kind, "")
+
+
+def _makes(call: Call, choice: dict[str, Any]) -> bool:
+    """Whether `call` is a call to the tool `choice` names (an MCP tool name, if given)."""
+    if call.tool_key != _choice_key(choice):
+        return False
+    name = choice.get("name") if choice.get("type") == "mcp" else None
+    return name is None or call.recipient.split(".", 1)[-1] == name
+
+
+def tool_choice_allows(choice: str | dict[str, Any], calls: Sequence[Call]) -> bool:
+    """Whether a segment making `calls` complies with the request's `tool_choice`."""
+    if choice == "auto":
+        return True
+    if choice == "none":
+        return not calls
+    if choice == "required":
+        return bool(calls)
+    assert isinstance(choice, dict)
+    if choice.get("type") == "allowed_tools":
+        allowed = [t for t in choice.get("tools", []) if isinstance(t, dict)]
+        if not all(any(_makes(c, t) for t in allowed) for c in calls):
+            return False
+        return bool(calls) or choice.get("mode") != "required"
+    return any(_makes(c, choice) for c in calls)
+
+
+def _describe(choice: str | dict[str, Any]) -> str:
+    """What `choice` asks of a response, after "must": "make no tool call", ..."""
+    if choice == "none":
+        return "make no tool call"
+    if choice == "required":
+        return "make a tool call"
+    assert isinstance(choice, dict)
+    if choice.get("type") == "allowed_tools":
+        return "call only the allowed tools" + (
+            " (one at least)" if choice.get("mode") == "required" else ""
+        )
+    kind, name = _choice_key(choice)
+    tool = f"the {kind} tool" + (f" {name!r}" if name else "")
+    if kind == "mcp" and choice.get("name"):
+        tool += f" (tool {choice['name']!r})"
+    return f"call {tool}"
+
 
 def _segments(
     turns: Sequence[Turn], vocab: Vocab, tools: Sequence[dict[str, Any]]
-) -> tuple[list[list[Turn]], list[Call]]:
+) -> tuple[list[list[Turn]], list[list[Call]]]:
     segments: list[list[Turn]] = [[]]
-    calls: list[Call] = []
+    segment_calls: list[list[Call]] = [[]]
     ends_in_function = False
     for turn in turns:
         if isinstance(turn, ToolOutput) and ends_in_function:
             segments.append([])  # the client runs the function; its next request resumes here
+            segment_calls.append([])
             ends_in_function = False
             continue
         segments[-1].append(turn)
@@ -116,13 +187,14 @@ def _segments(
             parser.process_eos()
             messages = parser.messages
             routes = [route(m.recipient, m.channel, tools) for m in messages]
-            calls.extend(
+            segment_calls[-1].extend(
                 Call(m.recipient, (kind, name))
                 for m, (_, kind, name) in zip(messages, routes, strict=True)
                 if m.recipient and kind is not None
             )
             ends_in_function = bool(routes) and routes[-1][0] == "function_call"
-    return [s for s in segments if s], calls
+    kept = [n for n, s in enumerate(segments) if s]
+    return [segments[n] for n in kept], [segment_calls[n] for n in kept]
 
 
 def make_entry(name: str, transcript: Transcript, vocab: Vocab) -> Entry:
@@ -134,10 +206,11 @@ def make_entry(name: str, transcript: Transcript, vocab: Vocab) -> Entry:
     """
     try:
         replay_response(transcript, vocab, id_seed=0, created_at=0)
-        segments, calls = _segments(transcript.turns, vocab, transcript.tools)
+        segments, segment_calls = _segments(transcript.turns, vocab, transcript.tools)
     except HarmonyStreamError as e:
         raise TranscriptError(f"transcript {name!r}: {e}") from e
-    return Entry(name, transcript, segments, calls)
+    calls = [c for cs in segment_calls for c in cs]
+    return Entry(name, transcript, segments, calls, segment_calls)
 
 
 @dataclass(frozen=True)
@@ -185,7 +258,13 @@ _FLAGS = {
     "step_delay_ms": "--delay-ms",
     "max_body_bytes": "--max-body-bytes",
     "mcp_allowed_hosts": "--mcp-allowed-host",
+    "cors_origins": "--cors-origin",
+    "keepalive_s": "--keepalive-s",
+    "log_level": "--log-level",
 }
+
+# The `log_level` values (uvicorn's, lower case).
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
@@ -252,6 +331,25 @@ def _check_hosts(value: Any) -> Any:
     return list(value)
 
 
+def _check_keepalive(value: Any) -> Any:
+    f = _finite_float(value)
+    if f is None or f <= 0:
+        raise _setting_error("keepalive_s", "a finite number > 0 (seconds)", value)
+    return f
+
+
+def _check_origins(value: Any) -> Any:
+    if not isinstance(value, list | tuple) or not all(isinstance(o, str) and o for o in value):
+        raise _setting_error("cors_origins", 'a list of origins (non-empty strings, or "*")', value)
+    return list(value)
+
+
+def _check_log_level(value: Any) -> Any:
+    if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
+        raise _setting_error("log_level", "one of " + ", ".join(LOG_LEVELS), value)
+    return value.lower()
+
+
 def _check_models(value: Any) -> Any:
     if not isinstance(value, list | tuple) or not all(isinstance(m, str) and m for m in value):
         raise _setting_error("models", "a list of model names (non-empty strings)", value)
@@ -266,6 +364,9 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "max_body_bytes": _check_max_body,
     "mcp_allowed_hosts": _check_hosts,
     "models": _check_models,
+    "keepalive_s": _check_keepalive,
+    "cors_origins": _check_origins,
+    "log_level": _check_log_level,
 }
 
 
@@ -293,6 +394,12 @@ class ServeConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # When set, the only hosts (names or shell-style patterns) an MCP server_url may name.
     mcp_allowed_hosts: list[str] | None = None
+    # Browser origins allowed by CORS (none: no CORS headers; "*": any origin).
+    cors_origins: list[str] = field(default_factory=list)
+    # While an MCP tool runs, a streamed response gets `: keep-alive` this often.
+    keepalive_s: float = 15.0
+    # The console's log level (uvicorn's names); "warning" hides the per-request lines.
+    log_level: str = "info"
 
     def __setattr__(self, name: str, value: Any) -> None:
         check = _CHECKS.get(name)
@@ -312,6 +419,9 @@ _CONFIG_KEYS = {
     "max_body_bytes",
     "mcp_allowed_hosts",
     "vocab",
+    "cors_origins",
+    "keepalive_s",
+    "log_level",
 }
 
 
@@ -329,7 +439,8 @@ def load_config(path: str | Path) -> ServeConfig:
     ``{"transcripts": ["dir/", "x.json"], "default": "chat_final", "models": [...],
     "rules": [{"transcript": "mcp_call", "input_contains": "issues",
     "server_labels": ["github"]}], "seed": 1, "step": 1, "step_delay_ms": 0,
-    "mcp_timeout_s": 30, "max_body_bytes": 4194304, "mcp_allowed_hosts": ["localhost"]}``
+    "mcp_timeout_s": 30, "max_body_bytes": 4194304, "mcp_allowed_hosts": ["localhost"],
+    "cors_origins": ["http://localhost:5173"], "keepalive_s": 15, "log_level": "info"}``
 
     A setting the server cannot use raises `ServeConfigError` naming the file
     and the key; other mistakes raise `TranscriptError`.
@@ -379,11 +490,12 @@ def load_config(path: str | Path) -> ServeConfig:
                 setattr(cfg, key, data[key])
             except ServeConfigError as e:
                 raise ServeConfigError(f"{p}: {e}") from None
-    if "mcp_allowed_hosts" in data:
-        try:
-            cfg.mcp_allowed_hosts = data["mcp_allowed_hosts"]
-        except ServeConfigError as e:
-            raise ServeConfigError(f"{p}: {e}") from None
+    for key in ("mcp_allowed_hosts", "cors_origins", "keepalive_s", "log_level"):
+        if key in data:
+            try:
+                setattr(cfg, key, data[key])
+            except ServeConfigError as e:
+                raise ServeConfigError(f"{p}: {e}") from None
     if "vocab" in data:
         if not isinstance(data["vocab"], str):
             raise TranscriptError(f"{p}: vocab must be a path")
@@ -436,23 +548,58 @@ class Corpus:
                 code="unknown_transcript",
             ) from None
 
-    def best_fit(self, request: ResponsesRequest) -> Entry:
+    def best_fit(self, request: ResponsesRequest, segment: int = 0) -> Entry:
+        """Among the transcripts whose `segment` complies with the request's `tool_choice`."""
         offered = {_request_tool_key(t) for t in request.tools}
+        complying = [
+            e
+            for e in self.entries
+            if segment < len(e.segments)
+            and tool_choice_allows(request.tool_choice, e.calls_of(segment))
+        ]
+        if not complying:
+            raise RequestError(
+                f"tool_choice {request.tool_choice!r} cannot be honoured: the response must "
+                f"{_describe(request.tool_choice)}, and no transcript of this server has such "
+                "a response here.",
+                param="tool_choice",
+                code="tool_choice_unsatisfiable",
+            )
         best: Entry | None = None
         best_used = -1
-        for e in self.entries:
+        for e in complying:
             keys = e.tool_keys
             if keys <= offered and len(keys) > best_used:
                 best, best_used = e, len(keys)
-        return best if best is not None else self.entries[0]
+        return best if best is not None else complying[0]
 
     def choose(
         self,
         request: ResponsesRequest,
         config: ServeConfig,
         previous: str | None = None,
+        segment: int = 0,
     ) -> Entry:
-        """The transcript for a request (see the module docstring for the order)."""
+        """The transcript for a request (see the module docstring for the order).
+
+        `segment` is the one the request will be served; `tool_choice` must hold for it.
+        """
+        entry = self._named(request, config, previous)
+        if entry is None:
+            return self.best_fit(request, segment)
+        if not tool_choice_allows(request.tool_choice, entry.calls_of(segment)):
+            raise RequestError(
+                f"tool_choice {request.tool_choice!r} cannot be honoured: the response must "
+                f"{_describe(request.tool_choice)}, and the one transcript {entry.name!r} "
+                f"gives here (segment {segment}) does not.",
+                param="tool_choice",
+                code="tool_choice_unsatisfiable",
+            )
+        return entry
+
+    def _named(
+        self, request: ResponsesRequest, config: ServeConfig, previous: str | None
+    ) -> Entry | None:
         if request.transcript is not None:
             return self.get(request.transcript, "transcript")
         if "transcript" in request.metadata:
@@ -464,7 +611,7 @@ class Corpus:
                 return self.get(rule.transcript, "rules")
         if config.default is not None:
             return self.get(config.default, "default")
-        return self.best_fit(request)
+        return None
 
     def check_config(self, config: ServeConfig) -> None:
         """Every transcript the config names exists (checked once, at start-up)."""

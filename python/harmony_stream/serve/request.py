@@ -7,9 +7,13 @@ converts. The whole body is checked, unknown fields included, so nothing the
 engine or the JSON writer cannot take gets past this point; the error names
 the field.
 
-Then only the fields the replay uses are read; each known field is type-checked
-(a wrong type is an error even when the replay would not use it), and unknown
-fields are ignored, so clients that send newer parameters keep working.
+Then the fields are validated by typed models (`RequestBody`, pydantic in
+strict mode): every known field is checked (a wrong type or a value out of the
+API's range is an error even when the replay would not use it), the first
+error is worded as OpenAI words it (``Invalid type for 'tools[0].server_url':
+expected a string, but got an integer instead.``) with ``param`` naming the
+field's path, and unknown fields are ignored, so clients that send newer
+parameters keep working.
 """
 
 from __future__ import annotations
@@ -20,18 +24,33 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from .._native import MAX_COUNT, TOOL_TYPES
 
 __all__ = [
+    "ECHOED_SETTINGS",
     "LOGPROBS_INCLUDE",
     "MAX_JSON_DEPTH",
     "MAX_MCP_SERVERS",
     "MAX_OUTPUT_TOKENS",
     "SUPPORTED_TOOL_TYPES",
     "JsonProblem",
+    "RequestBody",
     "RequestError",
     "ResponsesRequest",
     "check_mcp_hosts",
@@ -86,53 +105,6 @@ def error_body(
 ) -> dict[str, Any]:
     """``{"error": {"message", "type", "param", "code"}}`` as the OpenAI API answers."""
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
-
-
-@dataclass(frozen=True)
-class ResponsesRequest:
-    """The parts of a Responses request that steer the replay."""
-
-    model: str
-    stream: bool = False
-    input: str | list[dict[str, Any]] = field(default_factory=list)
-    tools: list[dict[str, Any]] = field(default_factory=list)
-    max_output_tokens: int | None = None
-    include: list[str] = field(default_factory=list)
-    top_logprobs: int | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    previous_response_id: str | None = None
-    transcript: str | None = None
-    # The body without `stream`, as canonical JSON (for ids derived from a seed).
-    fingerprint: str = ""
-
-    @property
-    def logprobs(self) -> bool:
-        """Whether output text deltas carry logprobs (``include`` asks for them)."""
-        return LOGPROBS_INCLUDE in self.include
-
-    @property
-    def input_items(self) -> list[dict[str, Any]]:
-        return self.input if isinstance(self.input, list) else []
-
-    def count_input(self, item_type: str) -> int:
-        return sum(1 for item in self.input_items if item.get("type") == item_type)
-
-    def input_text(self) -> str:
-        """The text of the input (a string, or every text part of the input items)."""
-        if isinstance(self.input, str):
-            return self.input
-        texts: list[str] = []
-        for item in self.input_items:
-            content = item.get("content")
-            if isinstance(content, str):
-                texts.append(content)
-            elif isinstance(content, list):
-                texts.extend(
-                    part["text"]
-                    for part in content
-                    if isinstance(part, dict) and isinstance(part.get("text"), str)
-                )
-        return "\n".join(texts)
 
 
 # --------------------------------------------------------------------------- strict JSON
@@ -377,64 +349,407 @@ def decode_json(raw: bytes) -> Any:
 
 
 # --------------------------------------------------------------------------- fields
+# The body's fields as typed models (pydantic, strict: no "1" for 1, no true for 1).
+# Unknown fields are allowed (and ignored), as newer clients send newer parameters.
 
 
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _wrong_type(param: str, expected: str, value: Any) -> RequestError:
-    return RequestError(
-        f"Invalid type for '{param}': expected {expected}, but got {_type_name(value)}.",
-        param=param,
-        code="invalid_type",
-    )
-
-
-def _opt(body: dict[str, Any], key: str, kind: type | tuple[type, ...], expected: str) -> Any:
-    value = body.get(key)
+def _json_type(value: Any) -> str:
+    """The JSON type of a decoded value, in OpenAI's words (``a string``, ``an integer``)."""
     if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _tool_kind(value: Any) -> str | None:
+    """The union member of a tool: by its ``type``; None for a tool that is no object."""
+    if not isinstance(value, dict):
         return None
-    if isinstance(value, bool) and kind is not bool:
-        raise _wrong_type(key, expected, value)
-    if not isinstance(value, kind):
-        raise _wrong_type(key, expected, value)
+    return {"function": "function", "mcp": "mcp"}.get(value.get("type"), "hosted")  # type: ignore[arg-type]
+
+
+def _supported_type(value: str) -> str:
+    if value not in SUPPORTED_TOOL_TYPES:
+        raise PydanticCustomError(
+            "unsupported_tool_type",
+            "Unsupported tool type '{type}': this server supports {supported}.",
+            {"type": value, "supported": ", ".join(f"'{t}'" for t in SUPPORTED_TOOL_TYPES)},
+        )
     return value
 
 
-def _check_tool(i: int, tool: Any) -> dict[str, Any]:
-    where = f"tools[{i}]"
-    if not isinstance(tool, dict):
-        raise _wrong_type(where, "an object", tool)
-    kind = tool.get("type")
-    if not isinstance(kind, str):
-        raise _wrong_type(f"{where}.type", "a string", kind)
-    if kind not in SUPPORTED_TOOL_TYPES:
-        raise RequestError(
-            f"Unsupported tool type '{kind}' in '{where}.type': this server supports "
-            + ", ".join(f"'{t}'" for t in SUPPORTED_TOOL_TYPES)
-            + ".",
-            param=f"{where}.type",
+def _http_url(value: str) -> str:
+    try:
+        _url_host(value, "server_url")
+    except RequestError:
+        raise PydanticCustomError(
+            "invalid_url",
+            "Invalid URL: {url!r} is not an http:// or https:// URL with a host.",
+            {"url": value},
+        ) from None
+    return value
+
+
+_Name = Annotated[str, StringConstraints(min_length=1)]
+
+
+class _Body(BaseModel):
+    """A part of the body: strict types, unknown fields kept (and ignored)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+class FunctionTool(_Body):
+    """A `function` tool: its `name` required."""
+
+    type: Literal["function"]
+    name: _Name
+
+
+class McpTool(_Body):
+    """An `mcp` tool: `server_label` required, `server_url` an http(s) URL if given."""
+
+    type: Literal["mcp"]
+    server_label: _Name
+    server_url: Annotated[str, AfterValidator(_http_url)] | None = None
+
+
+class HostedTool(_Body):
+    """Any other tool: its `type` one the engine routes (`SUPPORTED_TOOL_TYPES`)."""
+
+    type: Annotated[str, AfterValidator(_supported_type)]
+
+
+Tool = Annotated[
+    Annotated[FunctionTool, Tag("function")]
+    | Annotated[McpTool, Tag("mcp")]
+    | Annotated[HostedTool, Tag("hosted")],
+    Discriminator(
+        _tool_kind,
+        custom_error_type="invalid_tool",
+        custom_error_message="not a tool",
+    ),
+]
+
+
+def _input_kind(value: Any) -> str | None:
+    return "text" if isinstance(value, str) else "items" if isinstance(value, list) else None
+
+
+Input = Annotated[
+    Annotated[str, Tag("text")] | Annotated[list[dict[str, Any]], Tag("items")],
+    Discriminator(
+        _input_kind,
+        custom_error_type="invalid_input",
+        custom_error_message="not an input",
+    ),
+]
+
+
+class ToolChoiceFunction(_Body):
+    """`tool_choice` naming a function."""
+
+    type: Literal["function"]
+    name: _Name
+
+
+class ToolChoiceMcp(_Body):
+    """`tool_choice` naming an MCP server (and one of its tools)."""
+
+    type: Literal["mcp"]
+    server_label: _Name
+    name: str | None = None
+
+
+class ToolChoiceAllowed(_Body):
+    """`tool_choice` limiting the calls to `tools` (at least one with mode `required`)."""
+
+    type: Literal["allowed_tools"]
+    mode: Literal["auto", "required"]
+    tools: list[dict[str, Any]]
+
+
+class ToolChoiceHosted(_Body):
+    """`tool_choice` naming a hosted tool type (`code_interpreter`, ...)."""
+
+    type: Annotated[str, AfterValidator(_supported_type)]
+
+
+def _choice_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "mode"
+    if not isinstance(value, dict):
+        return None
+    kinds = {"function": "function", "mcp": "mcp", "allowed_tools": "allowed_tools"}
+    return kinds.get(value.get("type"), "hosted")  # type: ignore[arg-type]
+
+
+ToolChoice = Annotated[
+    Annotated[Literal["none", "auto", "required"], Tag("mode")]
+    | Annotated[ToolChoiceFunction, Tag("function")]
+    | Annotated[ToolChoiceMcp, Tag("mcp")]
+    | Annotated[ToolChoiceAllowed, Tag("allowed_tools")]
+    | Annotated[ToolChoiceHosted, Tag("hosted")],
+    Discriminator(
+        _choice_kind,
+        custom_error_type="invalid_tool_choice",
+        custom_error_message="not a tool choice",
+    ),
+]
+
+# Tags of the unions above: a step of a pydantic error location, not of the body.
+_UNION_TAGS = {"function", "mcp", "hosted", "text", "items", "mode", "allowed_tools"}
+
+
+class TextConfig(_Body):
+    """`text`: the output format and verbosity."""
+
+    format: dict[str, Any] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class ReasoningConfig(_Body):
+    """`reasoning`: effort and summary, as the API takes them."""
+
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+    generate_summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class RequestBody(_Body):
+    """A `POST /v1/responses` body: the fields the server reads, echoes or refuses.
+
+    Value ranges are the API's (``temperature`` 0-2, ``top_logprobs`` 0-20, ...),
+    ``max_output_tokens`` up to the engine's count limit.
+    """
+
+    model: str
+    stream: bool | None = None
+    input: Input | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    max_output_tokens: Annotated[int, Field(ge=1, le=MAX_OUTPUT_TOKENS)] | None = None
+    include: list[str] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
+    metadata: dict[str, str] | None = None
+    previous_response_id: str | None = None
+    transcript: str | None = None
+    instructions: str | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    parallel_tool_calls: bool | None = None
+    store: bool | None = None
+    background: bool | None = None
+    stream_options: dict[str, Any] | None = None
+    text: TextConfig | None = None
+    reasoning: ReasoningConfig | None = None
+    user: str | None = None
+    max_tool_calls: Annotated[int, Field(ge=1)] | None = None
+    prompt: dict[str, Any] | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    safety_identifier: str | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    conversation: str | dict[str, Any] | None = None
+
+
+_BODY = TypeAdapter(RequestBody)
+
+# The request settings a response echoes (the fields of openai-python's `Response`
+# a request sets), with the value shown when the request gives none (the engine's
+# own defaults for the first six: `SETTING_DEFAULTS`). `store` is no field of
+# `Response`: it is honoured (`store: false` keeps nothing) but not echoed.
+ECHOED_SETTINGS: dict[str, Any] = {
+    "instructions": None,
+    "metadata": {},
+    "parallel_tool_calls": True,
+    "temperature": None,
+    "tool_choice": "auto",
+    "top_p": None,
+    "background": False,
+    "max_tool_calls": None,
+    "previous_response_id": None,
+    "prompt": None,
+    "prompt_cache_key": None,
+    "prompt_cache_retention": None,
+    "reasoning": None,
+    "safety_identifier": None,
+    "service_tier": None,
+    "text": {"format": {"type": "text"}},
+    "top_logprobs": None,
+    "truncation": None,
+    "user": None,
+}
+
+
+def _param(loc: tuple[int | str, ...]) -> str:
+    """A pydantic location as OpenAI names a field: ``tools[0].server_url``.
+
+    The tag of a union member (``tools.0.mcp.server_url``, ``input.items.0``) is
+    a step of the location but no field: it is left out.
+    """
+    out = ""
+    for n, step in enumerate(loc):
+        union_tag = (n == 2 and loc[0] == "tools") or (
+            n == 1 and loc[0] in ("input", "tool_choice")
+        )
+        if union_tag and step in _UNION_TAGS:
+            continue
+        if isinstance(step, int):
+            out += f"[{step}]"
+        else:
+            out += f".{step}" if out else step
+    return out
+
+
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a decimal",
+    "bool_type": "a boolean",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "list_type": "an array",
+    # The unions' own errors (their `Discriminator`s found no member).
+    "invalid_tool": "an object",
+    "invalid_input": "a string or an array of input items",
+    "invalid_tool_choice": "a string or an object",
+}
+
+
+def _request_error(error: ErrorDetails) -> RequestError:
+    """One pydantic error as OpenAI words it (400, ``invalid_request_error``)."""
+    param = _param(tuple(error["loc"]))
+    kind = error["type"]
+    value = error["input"]
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return RequestError(
+            f"Missing required parameter: '{param}'.",
+            param=param,
+            code="missing_required_parameter",
+        )
+    if kind in _EXPECTED:
+        expected = _EXPECTED[kind]
+        return RequestError(
+            f"Invalid type for '{param}': expected {expected}, but got {_json_type(value)} "
+            "instead.",
+            param=param,
+            code="invalid_type",
+        )
+    if kind == "string_too_short":
+        return RequestError(
+            f"Invalid '{param}': empty string. Expected a string with minimum length "
+            f"{ctx['min_length']}, but got an empty string instead.",
+            param=param,
+            code="empty_string",
+        )
+    bound = ctx.get("ge", ctx.get("gt", ctx.get("le", ctx.get("lt"))))
+    number = "decimal" if isinstance(bound, float) else "integer"  # the field's type
+    if isinstance(bound, float):
+        bound = f"{bound:g}"
+    if kind in ("greater_than_equal", "greater_than"):
+        sign = ">=" if kind == "greater_than_equal" else ">"
+        return RequestError(
+            f"Invalid '{param}': {number} below minimum value. Expected a value {sign} {bound}, "
+            f"but got {value} instead.",
+            param=param,
+            code=f"{number}_below_min_value",
+        )
+    if kind in ("less_than_equal", "less_than"):
+        sign = "<=" if kind == "less_than_equal" else "<"
+        return RequestError(
+            f"Invalid '{param}': {number} above maximum value. Expected a value {sign} {bound}, "
+            f"but got {value} instead.",
+            param=param,
+            code=f"{number}_above_max_value",
+        )
+    if kind == "literal_error":
+        return RequestError(
+            f"Invalid value: {value!r}. Supported values are: {ctx['expected']}.",
+            param=param,
+            code="invalid_value",
+        )
+    if kind == "unsupported_tool_type":
+        where = param if param.endswith(".type") else f"{param}.type"
+        return RequestError(
+            f"Unsupported tool type '{value}' in '{where}': this server supports "
+            f"{ctx['supported']}.",
+            param=where,
             code="unsupported_tool_type",
         )
-    required = {"function": "name", "mcp": "server_label"}.get(kind)
-    if required is not None:
-        value = tool.get(required)
-        if not isinstance(value, str) or not value:
-            if required not in tool:
-                raise RequestError(
-                    f"Missing required parameter: '{where}.{required}'.",
-                    param=f"{where}.{required}",
-                    code="missing_required_parameter",
+    if kind == "invalid_url":
+        return RequestError(
+            f"Invalid '{param}': {value!r} is not an http:// or https:// URL with a host.",
+            param=param,
+            code="invalid_url",
+        )
+    return RequestError(f"Invalid value for '{param}'.", param=param, code="invalid_value")
+
+
+@dataclass(frozen=True)
+class ResponsesRequest:
+    """A checked Responses request: what steers the replay, and what its response echoes."""
+
+    model: str
+    stream: bool = False
+    input: str | list[dict[str, Any]] = field(default_factory=list)
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    max_output_tokens: int | None = None
+    include: list[str] = field(default_factory=list)
+    top_logprobs: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    previous_response_id: str | None = None
+    transcript: str | None = None
+    # As the request gave it: "none", "auto", "required" or an object.
+    tool_choice: str | dict[str, Any] = "auto"
+    store: bool = True
+    background: bool = False
+    # The settings the response echoes (`ECHOED_SETTINGS`): given or default.
+    settings: dict[str, Any] = field(default_factory=dict)
+    # The body without `stream`, as canonical JSON (for ids derived from a seed).
+    fingerprint: str = ""
+
+    @property
+    def logprobs(self) -> bool:
+        """Whether output text deltas carry logprobs (``include`` asks for them)."""
+        return LOGPROBS_INCLUDE in self.include
+
+    @property
+    def input_items(self) -> list[dict[str, Any]]:
+        return self.input if isinstance(self.input, list) else []
+
+    def count_input(self, item_type: str) -> int:
+        return sum(1 for item in self.input_items if item.get("type") == item_type)
+
+    def input_text(self) -> str:
+        """The text of the input (a string, or every text part of the input items)."""
+        if isinstance(self.input, str):
+            return self.input
+        texts: list[str] = []
+        for item in self.input_items:
+            content = item.get("content")
+            if isinstance(content, str):
+                texts.append(content)
+            elif isinstance(content, list):
+                texts.extend(
+                    part["text"]
+                    for part in content
+                    if isinstance(part, dict) and isinstance(part.get("text"), str)
                 )
-            raise _wrong_type(f"{where}.{required}", "a non-empty string", value)
-    if kind == "mcp":
-        url = tool.get("server_url")
-        if url is not None and not isinstance(url, str):
-            raise _wrong_type(f"{where}.server_url", "a string", url)
-        if url is not None:
-            _url_host(url, f"{where}.server_url")
-    return tool
+        return "\n".join(texts)
 
 
 def _url_host(url: str, param: str) -> str:
@@ -480,35 +795,26 @@ def check_mcp_hosts(request: ResponsesRequest, allowed: Sequence[str]) -> None:
             )
 
 
+def _settings(given: dict[str, Any]) -> dict[str, Any]:
+    """The echoed settings: each as the request gave it (checked), else its default."""
+    out = dict(ECHOED_SETTINGS)
+    out.update({k: given[k] for k in ECHOED_SETTINGS if given.get(k) is not None})
+    return out
+
+
 def parse_request(raw: bytes) -> ResponsesRequest:
     """Decodes and checks a request body; raises `RequestError` (HTTP 400)."""
-    body = decode_json(raw)
-    if not isinstance(body, dict):
+    data = decode_json(raw)
+    if not isinstance(data, dict):
         raise RequestError(
-            f"The request body must be a JSON object, got {_type_name(body)}.",
+            f"The request body must be a JSON object, but got {_json_type(data)} instead.",
             code="invalid_json",
         )
-    model = body.get("model")
-    if model is None:
-        raise RequestError(
-            "Missing required parameter: 'model'.",
-            param="model",
-            code="missing_required_parameter",
-        )
-    if not isinstance(model, str):
-        raise _wrong_type("model", "a string", model)
-    stream = _opt(body, "stream", bool, "a boolean")
-    inp = body.get("input")
-    if inp is None:
-        inp = []
-    elif isinstance(inp, list):
-        for i, item in enumerate(inp):
-            if not isinstance(item, dict):
-                raise _wrong_type(f"input[{i}]", "an object", item)
-    elif not isinstance(inp, str):
-        raise _wrong_type("input", "a string or an array of input items", inp)
-    tools = _opt(body, "tools", list, "an array of tools") or []
-    tools = [_check_tool(i, t) for i, t in enumerate(tools)]
+    try:
+        body = _BODY.validate_python(data)
+    except ValidationError as e:
+        raise _request_error(e.errors(include_url=False)[0]) from None
+    tools: list[dict[str, Any]] = data.get("tools") or []
     servers = sum(1 for t in tools if t["type"] == "mcp" and t.get("server_url") is not None)
     if servers > MAX_MCP_SERVERS:
         raise RequestError(
@@ -517,63 +823,36 @@ def parse_request(raw: bytes) -> ResponsesRequest:
             param="tools",
             code="too_many_mcp_servers",
         )
-    mot = _opt(body, "max_output_tokens", int, "an integer")
-    if mot is not None and mot < 1:
+    if body.conversation is not None:
         raise RequestError(
-            f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 1, "
-            f"but got {mot} instead.",
-            param="max_output_tokens",
-            code="integer_below_min_value",
+            "Conversations are not supported by this replay server: chain responses "
+            "with previous_response_id instead.",
+            param="conversation",
+            code="unsupported_parameter",
         )
-    if mot is not None and mot > MAX_OUTPUT_TOKENS:
+    if body.background and body.store is False:
         raise RequestError(
-            f"Invalid 'max_output_tokens': integer above maximum value. Expected a value <= "
-            f"{MAX_OUTPUT_TOKENS} (2^53 - 1), but got {mot} instead.",
-            param="max_output_tokens",
-            code="integer_above_max_value",
-        )
-    include = _opt(body, "include", list, "an array of strings") or []
-    for i, v in enumerate(include):
-        if not isinstance(v, str):
-            raise _wrong_type(f"include[{i}]", "a string", v)
-    top = _opt(body, "top_logprobs", int, "an integer")
-    if top is not None and not 0 <= top <= MAX_TOP_LOGPROBS:
-        raise RequestError(
-            f"Invalid 'top_logprobs': expected a value between 0 and {MAX_TOP_LOGPROBS}, "
-            f"but got {top} instead.",
-            param="top_logprobs",
+            "A background response must be stored: background=true needs store=true (the default).",
+            param="store",
             code="invalid_value",
         )
-    metadata = _opt(body, "metadata", dict, "an object") or {}
-    for k, v in metadata.items():
-        if not isinstance(v, str):
-            raise _wrong_type(f"metadata.{k}", "a string", v)
-    prev = _opt(body, "previous_response_id", str, "a string")
-    transcript = _opt(body, "transcript", str, "a string")
-    for key, kind, expected in (
-        ("instructions", str, "a string"),
-        ("temperature", (int, float), "a number"),
-        ("top_p", (int, float), "a number"),
-        ("parallel_tool_calls", bool, "a boolean"),
-        ("store", bool, "a boolean"),
-        ("background", bool, "a boolean"),
-        ("stream_options", dict, "an object"),
-        ("text", dict, "an object"),
-        ("reasoning", dict, "an object"),
-    ):
-        _opt(body, key, kind, expected)
+    settings = _settings(data)
     return ResponsesRequest(
-        model=model,
-        stream=bool(stream),
-        input=inp,
+        model=body.model,
+        stream=bool(body.stream),
+        input=data.get("input") or [],
         tools=tools,
-        max_output_tokens=mot,
-        include=include,
-        top_logprobs=top,
-        metadata=metadata,
-        previous_response_id=prev,
-        transcript=transcript,
+        max_output_tokens=body.max_output_tokens,
+        include=body.include or [],
+        top_logprobs=body.top_logprobs,
+        metadata=body.metadata or {},
+        previous_response_id=body.previous_response_id,
+        transcript=body.transcript,
+        tool_choice=settings["tool_choice"],
+        store=body.store is not False,
+        background=bool(body.background),
+        settings=settings,
         fingerprint=json.dumps(
-            {k: v for k, v in body.items() if k != "stream"}, sort_keys=True, default=str
+            {k: v for k, v in data.items() if k != "stream"}, sort_keys=True, default=str
         ),
     )

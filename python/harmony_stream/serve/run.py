@@ -1,34 +1,56 @@
-"""Running the app with uvicorn, with one console line per request."""
+"""Running the app with uvicorn: its logging config, its access log, and our replay line.
+
+The console is set up with uvicorn's own logging config (`uvicorn.config.LOGGING_CONFIG`,
+applied with `logging.config.dictConfig`), extended with our logger
+(``harmony_stream.serve``: one line per replay, on uvicorn's ``default`` handler),
+so each request gets uvicorn's access line and our replay line; ``log_level``
+(``--log-level``) sets them all. Under ``uvicorn --factory
+harmony_stream.serve:create_app`` uvicorn's access line is there as usual.
+"""
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import logging
+import logging.config
 import sys
+from typing import Any
 
 import uvicorn
+import uvicorn.config
 
 from .app import create_app
 from .corpus import ServeConfig
 
-__all__ = ["bind_warning", "configure_logging", "is_loopback", "run"]
+__all__ = ["bind_warning", "configure_logging", "is_loopback", "logging_config", "run"]
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Our per-request line on the console; the HTTP and MCP clients' chatter off.
+def logging_config(level: str = "info") -> dict[str, Any]:
+    """uvicorn's logging config with our logger added, all at `level` (uvicorn's names).
 
     The MCP SDK logs a server's malformed answer with a traceback that quotes
-    it; our line names the failure instead, so the SDK's own log is silenced.
+    it; our line names the failure instead, so the SDK's own log is silenced
+    (and the HTTP clients' chatter kept below warnings).
     """
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    log = logging.getLogger("harmony_stream.serve")
-    log.handlers = [handler]
-    log.setLevel(level)
-    log.propagate = False
-    for noisy in ("httpx", "httpx2"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("mcp").setLevel(logging.CRITICAL + 1)
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    name = level.upper()
+    config["loggers"]["harmony_stream.serve"] = {
+        "handlers": ["default"],
+        "level": name,
+        "propagate": False,
+    }
+    for logger in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        config["loggers"][logger]["level"] = name
+    config["loggers"]["httpx"] = {"level": "WARNING"}
+    config["loggers"]["httpx2"] = {"level": "WARNING"}
+    config["loggers"]["mcp"] = {"level": logging.CRITICAL + 1}
+    return config
+
+
+def configure_logging(level: str = "info") -> None:
+    """Applies `logging_config(level)` (before uvicorn starts, so our start-up line shows)."""
+    logging.config.dictConfig(logging_config(level))
 
 
 def is_loopback(host: str) -> bool:
@@ -57,12 +79,12 @@ def bind_warning(host: str, config: ServeConfig) -> str | None:
 
 
 def run(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serves until interrupted (uvicorn's access log is replaced by our line)."""
+    """Serves until interrupted, logging at `config.log_level` (see the module docstring)."""
     app = create_app(config)  # a bad corpus or config fails here, before any set-up
     warning = bind_warning(host, config)
     if warning is not None:
         print(warning, file=sys.stderr, flush=True)
-    configure_logging()
+    configure_logging(config.log_level)
     state = app.state.replay
     log = logging.getLogger("harmony_stream.serve")
     log.info(
@@ -72,4 +94,5 @@ def run(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
         host,
         port,
     )
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
+    # The logging is configured above; uvicorn only sets its loggers' level.
+    uvicorn.run(app, host=host, port=port, log_config=None, log_level=config.log_level)
