@@ -26,7 +26,8 @@ fence's language:
     marked ``invalid``, an example of a bad file, must fail with ``TranscriptError``); a
     serve config (``transcripts``, ``rules``, ``default`` ...) is loaded with the
     serve config loader; a messages document (``messages``) is turned into a
-    transcript with ``harmony_stream.transcript.from_messages``. Anything else fails.
+    transcript with ``harmony_stream.transcript.from_messages`` (one marked
+    ``invalid`` must fail with ``TranscriptError``). Anything else fails.
 ``text``
     A diagram (the layout tree): every file or directory name in it must exist in
     the repository.
@@ -342,7 +343,7 @@ def run_console(block: Block, cwd: Path) -> None:
 
 def replay_checked(path: Path, vocab: Vocab) -> None:
     transcript = load_transcript(path)
-    check_token_ids(transcript, len(vocab))
+    check_token_ids(transcript, vocab)
     replay_response(transcript, vocab)
 
 
@@ -354,16 +355,17 @@ def check_json(block: Block, cwd: Path, vocab: Vocab) -> None:
         with pytest.raises(TranscriptError):
             replay_checked(path, vocab)
     elif kind == "transcript":
-        check_token_ids(load_transcript(path), len(vocab))
+        check_token_ids(load_transcript(path), vocab)
         command = f"harmony-stream events {shlex.quote(str(path))}"
         proc = run_command(command, cwd, env_for_commands())
         assert proc.returncode == 0, proc.stderr
     elif kind == "config":
         load_config(path)
+    elif kind == "messages" and "invalid" in block.flags:  # an example of an error
+        with pytest.raises(TranscriptError):
+            transcript_module.from_messages(vocab, data)
     elif kind == "messages":
-        from_messages = getattr(transcript_module, "from_messages", None)
-        assert from_messages is not None, "harmony_stream.transcript.from_messages is missing"
-        from_messages(vocab, data)
+        transcript_module.from_messages(vocab, data)
     else:
         raise AssertionError(
             f"{block.id}: a JSON block that is neither a transcript, a "

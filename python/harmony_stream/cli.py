@@ -106,7 +106,7 @@ def write_json_turns(out: IO[bytes], turns: Iterable[dict[str, Any]], indent: in
 def _transcript(path: str | os.PathLike[str], vocab: Vocab) -> Transcript:
     """A transcript whose every token id is in the vocabulary."""
     transcript = load_transcript(path)
-    check_token_ids(transcript, len(vocab))
+    check_token_ids(transcript, vocab)
     return transcript
 
 

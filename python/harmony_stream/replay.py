@@ -213,9 +213,7 @@ _EVENTS = _Calls[list[ResponseEvent]](
 )
 
 
-def _apply(
-    stream: ResponseStream, s: ReplayStep, calls: _Calls[T], source: str, vocab_size: int
-) -> T:
+def _apply(stream: ResponseStream, s: ReplayStep, calls: _Calls[T], source: str) -> T:
     """One step on the engine; an error the transcript caused names the file and turn."""
     try:
         if isinstance(s, Feed):
@@ -226,24 +224,18 @@ def _apply(
     except InternalError:
         raise
     except HarmonyStreamError as e:
-        raise _step_error(s, e, source, vocab_size) from e
+        raise _step_error(s, e, source) from e
 
 
-def _step_error(s: ReplayStep, e: HarmonyStreamError, source: str, vocab_size: int) -> Exception:
+def _step_error(s: ReplayStep, e: HarmonyStreamError, source: str) -> Exception:
     where = source if s.turn is None else f"{source}: turns[{s.turn}]"
     if isinstance(e, ResponseStateError) and isinstance(s, ToolResult):
         return TranscriptError(
             f"{where}: tool_output follows a turn that made no call (no MCP, python, "
             "browser or function call is waiting for a result)"
         )
-    if isinstance(e, InvalidTokenError):
-        at = ""
-        if isinstance(s, Feed) and e.token in s.tokens:
-            at = f"tokens[{s.offset + s.tokens.index(e.token)}]: "
-        return TranscriptError(
-            f"{where}: {at}token id {e.token} is not in the o200k_harmony vocabulary "
-            f"(its ids go from 0 to {vocab_size - 1})"
-        )
+    if isinstance(e, InvalidTokenError) and isinstance(s, Feed) and e.token in s.tokens:
+        return TranscriptError(f"{where}: tokens[{s.offset + s.tokens.index(e.token)}]: {e}")
     return TranscriptError(f"{where}: {e}")
 
 
@@ -263,7 +255,7 @@ def _replay(
     """`stream` driven by `replay_steps`: start, then one output per step."""
     yield calls.start(stream)
     for s in replay_steps(transcript.turns, step=step, max_output_tokens=budget):
-        yield _apply(stream, s, calls, transcript.source, len(vocab))
+        yield _apply(stream, s, calls, transcript.source)
 
 
 def iter_sse(

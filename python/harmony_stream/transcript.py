@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ._native import FINISH_REASONS as _FINISH_REASONS
 from ._native import MAX_COUNT
 from ._types import AssistantMessage, MessagesDocument, ToolMessage
-from .errors import HarmonyStreamError
+from .errors import HarmonyStreamError, InvalidTokenError
 
 if TYPE_CHECKING:
     from ._native import Vocab
@@ -241,15 +241,18 @@ def load_transcript(path: str | os.PathLike[str]) -> Transcript:
     return parse_transcript(read_json_file(path), str(Path(path)))
 
 
-def check_token_ids(transcript: Transcript, vocab_size: int) -> None:
-    """Every token id below `vocab_size`, or a `TranscriptError` naming turn and index."""
+def check_token_ids(transcript: Transcript, vocab: Vocab) -> None:
+    """Every token id in `vocab`, or a `TranscriptError` naming the turn and index
+    (with the engine's own message)."""
     for i, turn in enumerate(transcript.turns):
-        if isinstance(turn, ModelTurn) and turn.tokens and max(turn.tokens) >= vocab_size:
-            j, t = next((j, t) for j, t in enumerate(turn.tokens) if t >= vocab_size)
+        if not isinstance(turn, ModelTurn):
+            continue
+        try:
+            vocab.decode_bytes(turn.tokens)
+        except InvalidTokenError as e:
             raise TranscriptError(
-                f"{transcript.source}: turns[{i}]: tokens[{j}]: token id {t} is not in the "
-                f"o200k_harmony vocabulary (its ids go from 0 to {vocab_size - 1})"
-            )
+                f"{transcript.source}: turns[{i}]: tokens[{e.token_index}]: {e}"
+            ) from e
 
 
 def from_messages(

@@ -51,10 +51,11 @@ impl fmt::Display for ParseErrorKind {
 /// Every error of the core crate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// A token id that the vocabulary does not define.
+    /// A token id that the vocabulary does not define. The message is the one
+    /// every layer shows (the CLI and the server prefix where it was); the
+    /// position is in `index`.
     #[error(
-        "token id {token} at index {index} is not in the o200k_harmony vocabulary \
-         ({})",
+        "token id {token} is not in the o200k_harmony vocabulary ({})",
         valid_ids(*.n_regular)
     )]
     InvalidToken {
