@@ -322,13 +322,19 @@ impl ResponseStream {
         })
     }
 
+    /// `finish(reason, message)`, the arguments as Python gave them.
     fn run_finish<S: Sink>(
         &self,
         py: Python<'_>,
-        reason: &str,
-        message: Option<String>,
+        reason: Given<'_>,
+        message: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<S> {
-        let Some(parsed) = core::FinishReason::from_name(reason, message.as_deref()) else {
+        let reason = match &reason {
+            Given::Absent => Cow::Borrowed("stop"),
+            Given::Value(r) => text_arg(py, r, "reason", false)?,
+        };
+        let message = opt_text(py, message, "message")?.map(|m| m.into_owned());
+        let Some(parsed) = core::FinishReason::from_name(&reason, message.as_deref()) else {
             return Err(invalid(
                 py,
                 format!(
@@ -339,17 +345,23 @@ impl ResponseStream {
         };
         let mut e = self.engine.lock(py)?;
         if e.poisoned {
-            return e.end_after_panic(py, reason, message.as_deref());
+            return e.end_after_panic(py, &reason, message.as_deref());
         }
         e.call(py, false, |inner, out| inner.finish(parsed, out))
     }
 
+    /// `tool_output(output, error)`, the arguments as Python gave them.
     fn run_tool_output<S: Sink>(
         &self,
         py: Python<'_>,
-        output: Option<&str>,
-        error: Option<&str>,
+        output: Option<&Bound<'_, PyAny>>,
+        error: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<S> {
+        let (output, error) = (
+            opt_text(py, output, "output")?,
+            opt_text(py, error, "error")?,
+        );
+        let (output, error) = (output.as_deref(), error.as_deref());
         self.engine.lock(py)?.call(py, false, |inner, out| {
             inner.tool_output(output, error, out)
         })
@@ -598,11 +610,7 @@ impl ResponseStream {
         output: Option<&Bound<'_, PyAny>>,
         error: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyList>> {
-        let (output, error) = (
-            opt_text(py, output, "output")?,
-            opt_text(py, error, "error")?,
-        );
-        let ev: Vec<core::Event> = self.run_tool_output(py, output.as_deref(), error.as_deref())?;
+        let ev: Vec<core::Event> = self.run_tool_output(py, output, error)?;
         to_events(py, ev)
     }
 
@@ -614,12 +622,7 @@ impl ResponseStream {
         reason: Given<'_>,
         message: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyList>> {
-        let reason = match &reason {
-            Given::Absent => Cow::Borrowed("stop"),
-            Given::Value(r) => text_arg(py, r, "reason", false)?,
-        };
-        let message = opt_text(py, message, "message")?.map(|m| m.into_owned());
-        let ev: Vec<core::Event> = self.run_finish(py, &reason, message)?;
+        let ev: Vec<core::Event> = self.run_finish(py, reason, message)?;
         to_events(py, ev)
     }
 
@@ -649,11 +652,7 @@ impl ResponseStream {
         output: Option<&Bound<'_, PyAny>>,
         error: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyBytes>> {
-        let (output, error) = (
-            opt_text(py, output, "output")?,
-            opt_text(py, error, "error")?,
-        );
-        let sse: String = self.run_tool_output(py, output.as_deref(), error.as_deref())?;
+        let sse: String = self.run_tool_output(py, output, error)?;
         Ok(sse_bytes(py, &sse))
     }
 
@@ -665,12 +664,7 @@ impl ResponseStream {
         reason: Given<'_>,
         message: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyBytes>> {
-        let reason = match &reason {
-            Given::Absent => Cow::Borrowed("stop"),
-            Given::Value(r) => text_arg(py, r, "reason", false)?,
-        };
-        let message = opt_text(py, message, "message")?.map(|m| m.into_owned());
-        let sse: String = self.run_finish(py, &reason, message)?;
+        let sse: String = self.run_finish(py, reason, message)?;
         Ok(sse_bytes(py, &sse))
     }
 

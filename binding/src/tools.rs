@@ -280,6 +280,17 @@ fn write_mcp_tool(
     pyjson::write(py, &tool, path, out)
 }
 
+/// A `TypeError` saying `what` (and what `value` is) unless `value` is a dict.
+fn expect_dict(value: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
+    if json_kind(value) == Some("an object") {
+        return Ok(());
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what}, got {}",
+        type_name(value)
+    )))
+}
+
 /// `mcp_tool_lists`: server_label → the server's tools; each becomes an
 /// `mcp_list_tools` item. Returns `(label, tools JSON array)` pairs.
 pub(crate) fn parse_mcp_lists(
@@ -287,12 +298,10 @@ pub(crate) fn parse_mcp_lists(
     lists: &Bound<'_, PyAny>,
     tools: &[core::Tool],
 ) -> PyResult<Vec<(String, String)>> {
-    if json_kind(lists) != Some("an object") {
-        return Err(PyTypeError::new_err(format!(
-            "mcp_tool_lists must be a dict of server_label to a list of tools, got {}",
-            type_name(lists)
-        )));
-    }
+    expect_dict(
+        lists,
+        "mcp_tool_lists must be a dict of server_label to a list of tools",
+    )?;
     let mut out = Vec::new();
     let mut path = Path::new("mcp_tool_lists");
     for (label, list) in pyjson::items(lists)? {
@@ -367,12 +376,10 @@ pub(crate) fn parse_settings(
     py: Python<'_>,
     settings: &Bound<'_, PyAny>,
 ) -> PyResult<Vec<(String, String)>> {
-    if json_kind(settings) != Some("an object") {
-        return Err(PyTypeError::new_err(format!(
-            "settings must be a dict of setting name to a JSON value, got {}",
-            type_name(settings)
-        )));
-    }
+    expect_dict(
+        settings,
+        "settings must be a dict of setting name to a JSON value",
+    )?;
     let mut out = Vec::new();
     let mut path = Path::new("settings");
     for (k, v) in pyjson::items(settings)? {

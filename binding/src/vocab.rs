@@ -29,6 +29,14 @@ impl From<core::Vocab> for Vocab {
     }
 }
 
+impl Vocab {
+    /// The bytes of checked token ids, as Python `bytes`.
+    fn bytes_of<'py>(&self, py: Python<'py>, ids: &[u32]) -> PyResult<Bound<'py, PyBytes>> {
+        let out = self.inner.decode_bytes(ids).py_err(py)?;
+        Ok(PyBytes::new(py, &out))
+    }
+}
+
 #[pymethods]
 impl Vocab {
     /// Finds the vocabulary as openai-harmony does (no download), then, unless
@@ -145,8 +153,7 @@ impl Vocab {
         token: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let id = extract_token(py, token, 0, &self.inner)?;
-        let out = self.inner.decode_bytes(&[id]).py_err(py)?;
-        Ok(PyBytes::new(py, &out))
+        self.bytes_of(py, &[id])
     }
 
     /// Bytes of a token sequence.
@@ -156,8 +163,7 @@ impl Vocab {
         tokens: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let ids = extract_tokens(py, tokens, 0, &self.inner)?;
-        let out = self.inner.decode_bytes(&ids).py_err(py)?;
-        Ok(PyBytes::new(py, &out))
+        self.bytes_of(py, &ids)
     }
 
     /// The o200k tokens of ordinary text: special-token text such as

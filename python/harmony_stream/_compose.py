@@ -28,7 +28,7 @@ from typing import Any
 from ._native import CHANNELS, TOOL_TYPES, ResponseStream, Vocab
 from ._types import MessagesDocument
 from .errors import HarmonyStreamError, InvalidTokenError
-from .transcript import MAX_OUTPUT_TOKENS, TranscriptError, parse_transcript
+from .transcript import MAX_OUTPUT_TOKENS, TranscriptError, _max_output_tokens, parse_transcript
 from .transcript import _show as _show
 
 __all__ = ["dumps_transcript", "from_document", "from_messages", "from_response"]
@@ -272,12 +272,7 @@ def from_messages(
         raise TranscriptError(f"{source}: a messages document is a JSON object, not {_show(doc)}")
     if "messages" not in doc:
         raise TranscriptError(f"{source}: missing 'messages'")
-    mot = doc.get("max_output_tokens")
-    if mot is not None and (type(mot) is not int or not 1 <= mot <= MAX_OUTPUT_TOKENS):
-        raise TranscriptError(
-            f"{source}: 'max_output_tokens' must be a whole number from 1 to "
-            f"{MAX_OUTPUT_TOKENS}, or null; not {_show(mot)}"
-        )
+    mot = _max_output_tokens(doc, source)
     for key in _TRANSCRIPT_KEYS:
         if key in doc:
             raise TranscriptError(

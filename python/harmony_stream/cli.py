@@ -349,6 +349,20 @@ def check_address(host: str, port: int) -> None:
             raise UsageError(reason) from e
 
 
+_SERVE_OPTIONS = {
+    "vocab": "vocab_path",
+    "seed": "seed",
+    "step": "step",
+    "delay_ms": "step_delay_ms",
+    "max_body_bytes": "max_body_bytes",
+    "mcp_allowed_host": "mcp_allowed_hosts",
+    "cors_origin": "cors_origins",
+    "keepalive_s": "keepalive_s",
+    "log_level": "log_level",
+}
+"""`serve`'s options (argparse names) and the `ServeConfig` settings they set."""
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .serve import load_config, run
@@ -359,24 +373,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else ServeConfig()
     if args.transcripts:
         config.transcripts = [Path(t) for t in args.transcripts]
-    if args.vocab:
-        config.vocab_path = args.vocab
-    if args.seed is not None:
-        config.seed = args.seed
-    if args.step is not None:
-        config.step = args.step
-    if args.delay_ms is not None:
-        config.step_delay_ms = args.delay_ms
-    if args.max_body_bytes is not None:
-        config.max_body_bytes = args.max_body_bytes
-    if args.mcp_allowed_host:
-        config.mcp_allowed_hosts = args.mcp_allowed_host
-    if args.cors_origin:
-        config.cors_origins = args.cors_origin
-    if args.keepalive_s is not None:
-        config.keepalive_s = args.keepalive_s
-    if args.log_level is not None:
-        config.log_level = args.log_level
+    # An option given on the command line overrides the config file's setting.
+    for option, setting in _SERVE_OPTIONS.items():
+        value = getattr(args, option)
+        if value not in (None, [], ""):
+            setattr(config, setting, value)
     run(config, args.host, args.port)
     return 0
 

@@ -177,12 +177,7 @@ def parse_transcript(data: Any, source: str = "<transcript>") -> Transcript:
     tools = data.get("tools", [])
     if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
         raise TranscriptError(f"{source}: 'tools' must be a list of objects")
-    mot = data.get("max_output_tokens")
-    if mot is not None and (type(mot) is not int or not 1 <= mot <= MAX_OUTPUT_TOKENS):
-        raise TranscriptError(
-            f"{source}: 'max_output_tokens' must be a whole number from 1 to "
-            f"{MAX_OUTPUT_TOKENS}, or null; not {_show(mot)}"
-        )
+    mot = _max_output_tokens(data, source)
     known = {"turns", "tokens", "finish_reason", "tools", "max_output_tokens"}
     extra = {k: v for k, v in data.items() if k not in known}
     return Transcript(turns=turns, tools=tools, max_output_tokens=mot, extra=extra, source=source)
@@ -239,6 +234,17 @@ def read_json_file(path: str | os.PathLike[str]) -> Any:
 def load_transcript(path: str | os.PathLike[str]) -> Transcript:
     """Reads and validates a transcript file."""
     return parse_transcript(read_json_file(path), str(Path(path)))
+
+
+def _max_output_tokens(data: Mapping[str, Any], source: str) -> int | None:
+    """`data`'s `max_output_tokens`: a whole number from 1 to MAX_OUTPUT_TOKENS, or None."""
+    mot = data.get("max_output_tokens")
+    if mot is not None and (type(mot) is not int or not 1 <= mot <= MAX_OUTPUT_TOKENS):
+        raise TranscriptError(
+            f"{source}: 'max_output_tokens' must be a whole number from 1 to "
+            f"{MAX_OUTPUT_TOKENS}, or null; not {_show(mot)}"
+        )
+    return mot
 
 
 def check_token_ids(transcript: Transcript, vocab: Vocab) -> None:

@@ -289,59 +289,40 @@ def _finite_float(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _check_seed(value: Any) -> Any:
-    if value is not None and not (_is_int(value) and value >= 0):
-        raise _setting_error("seed", "an integer >= 0 (or none)", value)
-    return value
+def _whole(name: str, minimum: int, rule: str, *, optional: bool = False) -> Callable[[Any], Any]:
+    """A check: an integer >= `minimum` (or None when `optional`)."""
+
+    def check(value: Any) -> Any:
+        if not ((optional and value is None) or (_is_int(value) and value >= minimum)):
+            raise _setting_error(name, rule, value)
+        return value
+
+    return check
 
 
-def _check_step(value: Any) -> Any:
-    if not (_is_int(value) and value >= 1):
-        raise _setting_error("step", "an integer >= 1", value)
-    return value
+def _number(name: str, rule: str, *, zero: bool) -> Callable[[Any], Any]:
+    """A check: a finite number > 0 (or >= 0 when `zero`), as a float."""
+
+    def check(value: Any) -> Any:
+        f = _finite_float(value)
+        if f is None or f < 0 or (f == 0 and not zero):
+            raise _setting_error(name, rule, value)
+        return f
+
+    return check
 
 
-def _check_delay(value: Any) -> Any:
-    f = _finite_float(value)
-    if f is None or f < 0:
-        raise _setting_error("step_delay_ms", "a finite number >= 0", value)
-    return f
+def _strings(name: str, rule: str, *, optional: bool = False) -> Callable[[Any], Any]:
+    """A check: a list of non-empty strings (or None when `optional`)."""
 
+    def check(value: Any) -> Any:
+        if optional and value is None:
+            return None
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+            raise _setting_error(name, rule, value)
+        return list(value)
 
-def _check_timeout(value: Any) -> Any:
-    f = _finite_float(value)
-    if f is None or f <= 0:
-        raise _setting_error("mcp_timeout_s", "a finite number > 0", value)
-    return f
-
-
-def _check_max_body(value: Any) -> Any:
-    if not (_is_int(value) and value >= 1):
-        raise _setting_error("max_body_bytes", "an integer >= 1 (bytes)", value)
-    return value
-
-
-def _check_hosts(value: Any) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, list | tuple) or not all(isinstance(h, str) and h for h in value):
-        raise _setting_error(
-            "mcp_allowed_hosts", "a list of host names or patterns (non-empty strings)", value
-        )
-    return list(value)
-
-
-def _check_keepalive(value: Any) -> Any:
-    f = _finite_float(value)
-    if f is None or f <= 0:
-        raise _setting_error("keepalive_s", "a finite number > 0 (seconds)", value)
-    return f
-
-
-def _check_origins(value: Any) -> Any:
-    if not isinstance(value, list | tuple) or not all(isinstance(o, str) and o for o in value):
-        raise _setting_error("cors_origins", 'a list of origins (non-empty strings, or "*")', value)
-    return list(value)
+    return check
 
 
 def _check_log_level(value: Any) -> Any:
@@ -350,22 +331,20 @@ def _check_log_level(value: Any) -> Any:
     return value.lower()
 
 
-def _check_models(value: Any) -> Any:
-    if not isinstance(value, list | tuple) or not all(isinstance(m, str) and m for m in value):
-        raise _setting_error("models", "a list of model names (non-empty strings)", value)
-    return list(value)
-
-
 _CHECKS: dict[str, Callable[[Any], Any]] = {
-    "seed": _check_seed,
-    "step": _check_step,
-    "step_delay_ms": _check_delay,
-    "mcp_timeout_s": _check_timeout,
-    "max_body_bytes": _check_max_body,
-    "mcp_allowed_hosts": _check_hosts,
-    "models": _check_models,
-    "keepalive_s": _check_keepalive,
-    "cors_origins": _check_origins,
+    "seed": _whole("seed", 0, "an integer >= 0 (or none)", optional=True),
+    "step": _whole("step", 1, "an integer >= 1"),
+    "step_delay_ms": _number("step_delay_ms", "a finite number >= 0", zero=True),
+    "mcp_timeout_s": _number("mcp_timeout_s", "a finite number > 0", zero=False),
+    "max_body_bytes": _whole("max_body_bytes", 1, "an integer >= 1 (bytes)"),
+    "mcp_allowed_hosts": _strings(
+        "mcp_allowed_hosts",
+        "a list of host names or patterns (non-empty strings)",
+        optional=True,
+    ),
+    "models": _strings("models", "a list of model names (non-empty strings)"),
+    "keepalive_s": _number("keepalive_s", "a finite number > 0 (seconds)", zero=False),
+    "cors_origins": _strings("cors_origins", 'a list of origins (non-empty strings, or "*")'),
     "log_level": _check_log_level,
 }
 

@@ -629,6 +629,15 @@ _EXPECTED = {
 }
 
 
+# pydantic's bound errors: OpenAI's sign, side and limit words.
+_BOUNDS = {
+    "greater_than_equal": (">=", "below", "minimum"),
+    "greater_than": (">", "below", "minimum"),
+    "less_than_equal": ("<=", "above", "maximum"),
+    "less_than": ("<", "above", "maximum"),
+}
+
+
 def _request_error(error: ErrorDetails) -> RequestError:
     """One pydantic error as OpenAI words it (400, ``invalid_request_error``)."""
     param = _param(tuple(error["loc"]))
@@ -660,21 +669,13 @@ def _request_error(error: ErrorDetails) -> RequestError:
     number = "decimal" if isinstance(bound, float) else "integer"  # the field's type
     if isinstance(bound, float):
         bound = f"{bound:g}"
-    if kind in ("greater_than_equal", "greater_than"):
-        sign = ">=" if kind == "greater_than_equal" else ">"
+    if kind in _BOUNDS:
+        sign, side, limit = _BOUNDS[kind]
         return RequestError(
-            f"Invalid '{param}': {number} below minimum value. Expected a value {sign} {bound}, "
+            f"Invalid '{param}': {number} {side} {limit} value. Expected a value {sign} {bound}, "
             f"but got {value} instead.",
             param=param,
-            code=f"{number}_below_min_value",
-        )
-    if kind in ("less_than_equal", "less_than"):
-        sign = "<=" if kind == "less_than_equal" else "<"
-        return RequestError(
-            f"Invalid '{param}': {number} above maximum value. Expected a value {sign} {bound}, "
-            f"but got {value} instead.",
-            param=param,
-            code=f"{number}_above_max_value",
+            code=f"{number}_{side}_{limit[:3]}_value",
         )
     if kind == "literal_error":
         return RequestError(
