@@ -280,15 +280,21 @@ fn write_mcp_tool(
     pyjson::write(py, &tool, path, out)
 }
 
-/// A `TypeError` saying `what` (and what `value` is) unless `value` is a dict.
-fn expect_dict(value: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
-    if json_kind(value) == Some("an object") {
-        return Ok(());
+/// The items of the dict argument `name` with the JSON path that names it; a
+/// `TypeError` saying `what` (and what `value` is) when it is not a dict.
+#[allow(clippy::type_complexity)]
+fn dict_items<'py>(
+    value: &Bound<'py, PyAny>,
+    name: &str,
+    what: &str,
+) -> PyResult<(Path, Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>)> {
+    if json_kind(value) != Some("an object") {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be {what}, got {}",
+            type_name(value)
+        )));
     }
-    Err(PyTypeError::new_err(format!(
-        "{what}, got {}",
-        type_name(value)
-    )))
+    Ok((Path::new(name), pyjson::items(value)?))
 }
 
 /// `mcp_tool_lists`: server_label → the server's tools; each becomes an
@@ -298,13 +304,13 @@ pub(crate) fn parse_mcp_lists(
     lists: &Bound<'_, PyAny>,
     tools: &[core::Tool],
 ) -> PyResult<Vec<(String, String)>> {
-    expect_dict(
+    let (mut path, items) = dict_items(
         lists,
-        "mcp_tool_lists must be a dict of server_label to a list of tools",
+        "mcp_tool_lists",
+        "a dict of server_label to a list of tools",
     )?;
     let mut out = Vec::new();
-    let mut path = Path::new("mcp_tool_lists");
-    for (label, list) in pyjson::items(lists)? {
+    for (label, list) in items {
         let Ok(label) = label.cast::<PyString>() else {
             return Err(PyTypeError::new_err(format!(
                 "mcp_tool_lists keys are server labels (str), got {}",
@@ -376,13 +382,13 @@ pub(crate) fn parse_settings(
     py: Python<'_>,
     settings: &Bound<'_, PyAny>,
 ) -> PyResult<Vec<(String, String)>> {
-    expect_dict(
+    let (mut path, items) = dict_items(
         settings,
-        "settings must be a dict of setting name to a JSON value",
+        "settings",
+        "a dict of setting name to a JSON value",
     )?;
     let mut out = Vec::new();
-    let mut path = Path::new("settings");
-    for (k, v) in pyjson::items(settings)? {
+    for (k, v) in items {
         let k = pyjson::key_str(py, &path, &k)?.into_owned();
         if core::ENGINE_KEYS.contains(&k.as_str()) {
             return Err(invalid(
