@@ -82,6 +82,15 @@ fn config(d: &mut Decoder<'_>) -> (ResponseConfig, FinishReason) {
             Vec::new()
         },
         id_seed: Some(u64::from(b) + 1),
+        // Echoed request settings: one replacing a default, one added after them.
+        settings: if b & 1 != 0 {
+            vec![
+                ("temperature".into(), "0.5".into()),
+                ("metadata".into(), "{\"k\":\"v\\n\"}".into()),
+            ]
+        } else {
+            Vec::new()
+        },
     };
     let end = match a >> 6 {
         0 | 1 => FinishReason::Stop,
