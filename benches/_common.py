@@ -64,7 +64,7 @@ class Mode:
     @property
     def route_corpora(self) -> tuple[str, ...]:
         """The whole-route bench's corpora (their last model turn is the request)."""
-        return ("long_1k", "long_12k")
+        return ("long_1k",) if self.short else ("long_1k", "long_12k")
 
     @property
     def route_steps(self) -> tuple[int, ...]:
@@ -74,7 +74,7 @@ class Mode:
     @property
     def route_rounds(self) -> int:
         """Timed rounds of the whole-route bench (every case once per round)."""
-        return 1 if self.short else 5
+        return 3 if self.short else 5
 
     def rounds_for(self, first_run_seconds: float) -> int:
         n = int(self.budget / max(first_run_seconds, 1e-9))
