@@ -229,7 +229,7 @@ def route_targets(store: Store) -> list[tuple[str, bool | None, str]]:
                 value += f"; vLLM alone {off:.1f})" if off is not None else ")"
                 out.append((label, on / bare <= limit, value))
     steps = sorted({c["step"] for c in store.route["cases"] if c["step"] > 1})
-    for corpus in corpora:
+    for corpus in corpora if steps else ():
         for e, path in ROUTE_ENDPOINTS.items():
             one = cpu.get((e, True, "plugin", corpus, 1))
             many = [(s, cpu.get((e, True, "plugin", corpus, s))) for s in steps]

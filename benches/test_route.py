@@ -18,8 +18,6 @@ from typing import Any
 import pytest
 from _common import BENCH_DIR, CORPUS_DIR, VLLM_PYTHON, VOCAB_DIR, Store
 
-ROUTE_CORPORA = ("long_1k", "long_12k")
-
 
 @pytest.fixture(scope="module")
 def route_run(store: Store) -> dict[str, Any]:
@@ -56,7 +54,6 @@ def route_run(store: Store) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.parametrize("route_corpus", ROUTE_CORPORA)
 @pytest.mark.parametrize("who", ["bare", "vllm", "plugin"])
 def test_route(store: Store, route_run: dict[str, Any], route_corpus: str, who: str) -> None:
     """Each case's response carried the turn's messages (checked before it was timed).
@@ -67,8 +64,6 @@ def test_route(store: Store, route_run: dict[str, Any], route_corpus: str, who: 
         pytest.skip(route_run["skip"])
     if "error" in route_run:
         pytest.fail(route_run["error"], pytrace=False)
-    if route_corpus not in store.corpora:
-        pytest.skip(f"{route_corpus} is not in this run's corpus")
     cases = [
         c for c in route_run["cases"] if c["corpus"] == route_corpus and f"/{who}/" in c["key"]
     ]

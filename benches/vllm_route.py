@@ -476,16 +476,18 @@ def main() -> int:
         turn = load_turn(args.corpus_dir, name)
         cases = [c for c in cases_for(name, steps) if args.only in c.key]
         t0 = time.perf_counter()
+        live: list[Case] = []  # the cases whose request ran (a failed check is still timed)
         for case in cases:  # untimed: warm-up and the correctness record
             try:
                 status, body = runner.once(case, turn, timed=False)
-                case.problem = check(case.endpoint, turn, case.stream, status, body)
-                case.body_bytes = len(body)
             except Exception as e:  # a failure is a result to report, not a crash
                 case.problem = f"{type(e).__name__}: {e}"[:400]
+                continue
+            case.problem = check(case.endpoint, turn, case.stream, status, body)
+            case.body_bytes = len(body)
+            live.append(case)
         first = time.perf_counter() - t0
         rounds = max(1, min(args.rounds, int(args.budget / max(first, 1e-9))))
-        live = [c for c in cases if not c.problem.startswith(("RuntimeError", "Assertion"))]
         for r in range(rounds):
             order = live[r % len(live) :] + live[: r % len(live)] if live else []
             for case in order:
