@@ -29,7 +29,9 @@ detokenized text of each step, as vLLM's detokenizer would have them); each
 request only wraps them in vLLM's ``RequestOutput`` and yields, as an engine
 client's output queue does. Every case is run once untimed and its output
 checked (the items' texts against the turn's rendered messages), then the
-rounds: in each round every case once, in turn, so machine load drifts alike.
+rounds: in each round every case once (the plugin-off cases, then the plugin-on
+ones with the plugin installed once for them, or the other way round, turn by
+turn), so machine load drifts alike.
 
     TIKTOKEN_ENCODINGS_BASE=.cache/tiktoken $VLLM_VENV/bin/python benches/vllm_route.py \
         --corpus-dir .cache/bench_corpus --names long_1k,long_12k --steps 1,4,16 --rounds 5
@@ -41,6 +43,7 @@ import argparse
 import asyncio
 import base64
 import codecs
+import contextlib
 import gc
 import json
 import logging
@@ -49,7 +52,7 @@ import sys
 import time
 import types
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,7 @@ from fastapi.responses import (  # type: ignore[import-not-found]  # noqa: E402
 from vllm import SamplingParams  # noqa: E402
 from vllm.outputs import CompletionOutput, RequestOutput  # noqa: E402
 from vllm.sampling_params import RequestOutputKind  # noqa: E402
+from vllm.utils.gc_utils import freeze_gc_heap  # noqa: E402
 
 logging.disable(logging.WARNING)
 IMPORT_SECONDS = time.perf_counter() - START
@@ -413,20 +417,32 @@ class Runner:
             self.apps[on] = app.app
         self.bare = bare_app(self.engine)
 
+    @contextlib.contextmanager
+    def plugin_state(self, on: bool) -> Iterator[None]:
+        """The plugin installed (on) or not around a group of requests: installing
+        checks every seam and builds the plugin's adapters, which takes a while."""
+        if on and not self.plugin.install():
+            raise RuntimeError("vllm_plugin.install() refused")
+        try:
+            yield
+        finally:
+            if on:
+                self.plugin.uninstall()
+
     def once(self, case: Case, turn: Turn, timed: bool) -> tuple[int, bytes]:
+        """One request (the plugin in the state `case` needs: see plugin_state);
+        a garbage collection before it, outside the clock."""
+        if case.plugin != self.plugin.is_active():
+            raise RuntimeError(f"{case.key}: the plugin is not in the state this case needs")
         app = self.bare if case.endpoint == "bare" else self.apps[case.plugin]
         body = request_body(case.endpoint, turn, case.stream)
         self.engine.turn, self.engine.step, self.engine.calls = turn, max(1, case.step), 0
-        if case.plugin and not self.plugin.install():
-            raise RuntimeError("vllm_plugin.install() refused")
         try:
             gc.collect()
             c0, w0 = time.process_time(), time.perf_counter()
             status, data = harness.run(call_asgi(app, ENDPOINT_PATH[case.endpoint], body))
             w1, c1 = time.perf_counter(), time.process_time()
         finally:
-            if case.plugin:
-                self.plugin.uninstall()
             self.engine.turn = None
         if timed:
             case.cpu.append(c1 - c0)
@@ -464,6 +480,9 @@ def main() -> int:
     import harmony_stream
 
     runner = Runner()
+    # As vLLM's API server does after its start-up (vllm.utils.gc_utils): the
+    # start-up heap is frozen, so a collection no longer walks torch and vLLM.
+    freeze_gc_heap()
     steps = [int(s) for s in args.steps.split(",")]
     out: dict[str, Any] = {
         "vllm": vllm.__version__,
@@ -477,21 +496,27 @@ def main() -> int:
         cases = [c for c in cases_for(name, steps) if args.only in c.key]
         t0 = time.perf_counter()
         live: list[Case] = []  # the cases whose request ran (a failed check is still timed)
-        for case in cases:  # untimed: warm-up and the correctness record
-            try:
-                status, body = runner.once(case, turn, timed=False)
-            except Exception as e:  # a failure is a result to report, not a crash
-                case.problem = f"{type(e).__name__}: {e}"[:400]
-                continue
-            case.problem = check(case.endpoint, turn, case.stream, status, body)
-            case.body_bytes = len(body)
-            live.append(case)
+        for on in (False, True):  # untimed: warm-up and the correctness record
+            with runner.plugin_state(on):
+                for case in (c for c in cases if c.plugin == on):
+                    try:
+                        status, body = runner.once(case, turn, timed=False)
+                    except Exception as e:  # a failure is a result to report, not a crash
+                        case.problem = f"{type(e).__name__}: {e}"[:400]
+                        continue
+                    case.problem = check(case.endpoint, turn, case.stream, status, body)
+                    case.body_bytes = len(body)
+                    live.append(case)
         first = time.perf_counter() - t0
         rounds = max(1, min(args.rounds, int(args.budget / max(first, 1e-9))))
         for r in range(rounds):
-            order = live[r % len(live) :] + live[: r % len(live)] if live else []
-            for case in order:
-                runner.once(case, turn, timed=True)
+            # Plugin off then on, or on then off; each group's order turned by one.
+            for on in (bool(r % 2), not r % 2):
+                group = [c for c in live if c.plugin == on]
+                k = r % len(group) if group else 0
+                with runner.plugin_state(on):
+                    for case in group[k:] + group[:k]:
+                        runner.once(case, turn, timed=True)
         for case in cases:
             out["cases"].append(
                 {
