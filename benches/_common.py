@@ -61,6 +61,21 @@ class Mode:
     def max_rounds(self) -> int:
         return 5 if self.short else 50
 
+    @property
+    def route_corpora(self) -> tuple[str, ...]:
+        """The whole-route bench's corpora (their last model turn is the request)."""
+        return ("long_1k",) if self.short else ("long_1k", "long_12k")
+
+    @property
+    def route_steps(self) -> tuple[int, ...]:
+        """Tokens per engine output the whole-route bench streams with."""
+        return (1,) if self.short else (1, 4, 16)
+
+    @property
+    def route_rounds(self) -> int:
+        """Timed rounds of the whole-route bench (every case once per round)."""
+        return 3 if self.short else 5
+
     def rounds_for(self, first_run_seconds: float) -> int:
         n = int(self.budget / max(first_run_seconds, 1e-9))
         return max(self.min_rounds, min(self.max_rounds, n))
@@ -191,6 +206,7 @@ class Store:
     corpora: dict[str, Corpus] = field(default_factory=dict)
     results: dict[tuple[str, str], Result] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
+    route: dict[str, Any] = field(default_factory=dict)  # benches/vllm_route.py's output
     notes: list[str] = field(default_factory=list)
 
     def add(self, result: Result) -> None:

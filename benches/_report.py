@@ -140,6 +140,106 @@ def targets(store: Store) -> list[tuple[str, bool | None, str]]:
             )
     else:
         out.append(("memory targets", None, mem.get("skipped", "memory bench not run")))
+    if store.route:
+        out += route_targets(store)
+    return out
+
+
+# --------------------------------------------------------------------------- the whole route
+
+ROUTE_TARGETS = {True: 1.2, False: 1.1}  # plugin / bare, streamed and not (issue 14)
+ROUTE_ENDPOINTS = {"responses": "/v1/responses", "chat": "/v1/chat/completions"}
+
+
+def route_cpu(store: Store) -> dict[tuple[str, bool, str, str, int], float]:
+    """(endpoint, stream, who, corpus, step) -> best round's CPU µs per output token."""
+    out: dict[tuple[str, bool, str, str, int], float] = {}
+    for c in store.route.get("cases", []):
+        if c["cpu"] and not c["problem"]:
+            who = c["key"].split("/")[2]
+            key = (c["endpoint"], c["stream"], who, c["corpus"], c["step"])
+            out[key] = min(c["cpu"]) / c["tokens"] * 1e6
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:5.2f}x" if a is not None and b else "    - "
+
+
+def _us(x: float | None) -> str:
+    return f"{x:7.1f}" if x is not None else "      -"
+
+
+def route_table(store: Store) -> list[str]:
+    cases = store.route.get("cases")
+    if not cases:
+        return []
+    cpu = route_cpu(store)
+    rounds = max(len(c["cpu"]) for c in cases)
+    lines = [
+        f"Whole route: one request through vLLM {store.route['vllm']}'s FastAPI app "
+        f"(scripted engine), process CPU us per output token, best of {rounds} round(s);",
+        "step = tokens per engine output (0: not streamed, one output); "
+        "bare = a minimal FastAPI route, one small SSE event per engine output.",
+        "",
+        f"{'corpus':9s} {'tokens':>6s} {'step':>4s} {'bare':>7s} | "
+        + " | ".join(
+            f"{e + ' vLLM':>14s} {'plugin':>7s} {'plg/off':>7s} {'plg/bare':>8s}"
+            for e in ROUTE_ENDPOINTS
+        ),
+    ]
+    lines.append("-" * len(lines[-1]))
+    rows = {(c["corpus"], c["step"], c["tokens"]) for c in cases}
+    keys = sorted(rows, key=lambda k: (k[2], k[1] == 0, k[1]))
+    for corpus, step, tokens in keys:
+        stream = step > 0
+        bare = cpu.get(("bare", stream, "bare", corpus, step))
+        parts = []
+        for e in ROUTE_ENDPOINTS:
+            off = cpu.get((e, stream, "vllm", corpus, step))
+            on = cpu.get((e, stream, "plugin", corpus, step))
+            parts.append(f"{_us(off):>14s} {_us(on)} {_ratio(on, off):>7s} {_ratio(on, bare):>8s}")
+        lines.append(f"{corpus:9s} {tokens:6d} {step:4d} {_us(bare)} | " + " | ".join(parts))
+    problems = [f"{c['key']}: {c['problem']}" for c in cases if c["problem"]]
+    lines += [f"  FAILED {p}" for p in problems]
+    return lines
+
+
+def route_targets(store: Store) -> list[tuple[str, bool | None, str]]:
+    """Issue 14's targets on the whole route, at one token per engine output."""
+    if not store.route.get("cases"):
+        why = "whole-route bench not run"
+        return [("whole route: plugin <= 1.2x bare (stream), <= 1.1x (not)", None, why)]
+    cpu = route_cpu(store)
+    out: list[tuple[str, bool | None, str]] = []
+    corpora = sorted({c["corpus"] for c in store.route["cases"]}, key=lambda n: len(n))
+    for corpus in corpora:
+        for e, path in ROUTE_ENDPOINTS.items():
+            for stream, step in ((True, 1), (False, 0)):
+                limit = ROUTE_TARGETS[stream]
+                label = f"route {path} {'stream' if stream else 'non-stream'} {corpus}: "
+                label += f"plugin <= {limit}x bare"
+                on = cpu.get((e, stream, "plugin", corpus, step))
+                bare = cpu.get(("bare", stream, "bare", corpus, step))
+                if on is None or bare is None:
+                    out.append((label, None, "not measured"))
+                    continue
+                off = cpu.get((e, stream, "vllm", corpus, step))
+                value = f"{on / bare:.2f}x ({on:.1f} vs {bare:.1f} us/token"
+                value += f"; vLLM alone {off:.1f})" if off is not None else ")"
+                out.append((label, on / bare <= limit, value))
+    steps = sorted({c["step"] for c in store.route["cases"] if c["step"] > 1})
+    for corpus in corpora if steps else ():
+        for e, path in ROUTE_ENDPOINTS.items():
+            one = cpu.get((e, True, "plugin", corpus, 1))
+            many = [(s, cpu.get((e, True, "plugin", corpus, s))) for s in steps]
+            label = f"route {path} stream {corpus}: plugin per token at {steps} steps <= at 1"
+            if one is None or not many or any(v is None for _, v in many):
+                out.append((label, None, "not measured"))
+                continue
+            worst = max(v for _, v in many if v is not None)
+            shown = ", ".join(f"{s}: {v:.1f}" for s, v in many if v is not None)
+            out.append((label, worst <= one, f"1: {one:.1f}, {shown} us/token"))
     return out
 
 
@@ -181,6 +281,7 @@ def write_json(store: Store, path: Path, target_rows: list[tuple[str, bool | Non
             if not r.wall
         ],
         "memory": store.memory,
+        "route": store.route,
         "targets": [{"target": t, "met": m, "value": v} for t, m, v in target_rows],
         "notes": store.notes,
     }
@@ -259,9 +360,14 @@ def report(store: Store, write: Callable[[str], None]) -> None:
         write(line)
     for line in memory_lines(store):
         write(line)
+    route = route_table(store)
+    if route:
+        write("")
+    for line in route:
+        write(line)
     rows = targets(store)
     write("")
-    write("Targets (issue 5; reported, not asserted):")
+    write("Targets (issues 5 and 14; reported, not asserted):")
     for t, met, value in rows:
         status = {True: "MET    ", False: "NOT MET", None: "n/a    "}[met]
         write(f"  [{status}] {t}: {value}")

@@ -46,9 +46,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    store = metafunc.config.stash[_STORE_KEY]
     if "corpus_name" in metafunc.fixturenames:
-        store = metafunc.config.stash[_STORE_KEY]
         metafunc.parametrize("corpus_name", list(store.corpora))
+    if "route_corpus" in metafunc.fixturenames:  # the whole-route bench's (test_route.py)
+        names = [n for n in store.mode.route_corpora if n in store.corpora]
+        metafunc.parametrize("route_corpus", names)
 
 
 @pytest.fixture(scope="session")

@@ -742,16 +742,22 @@ def _patch_table(version: str) -> list[tuple[Any, str, Any]]:
     Segment, ChunkResult = vparser.Segment, vparser.ChunkResult
     normalize = vparser.HarmonyParser._normalize_recipient
     orig_process_chunk = _original(vparser.HarmonyParser, "process_chunk")
+    # A Segment (a NamedTuple) made as its own __new__ makes it, without the Python
+    # frame of that __new__; ChunkResult (a dataclass) without keyword matching.
+    make_tuple = tuple.__new__
 
     def process_chunk(self: Any, token_ids: Any) -> Any:
         if not token_ids:
-            return ChunkResult(segments=[], reasoning_token_count=0)
+            return ChunkResult([], 0)
         adapter = self._harmony_parser
-        if not isinstance(adapter, RustStreamableParser):
+        if type(adapter) is not RustStreamableParser and not isinstance(
+            adapter, RustStreamableParser
+        ):
             return orig_process_chunk(self, token_ids)
         parser = adapter._parser
         n_regular = adapter._n_regular
         pending = self._current_message_tokens
+        processed = self._num_processed_messages
         segments: list[Any] = []
         reasoning = 0
         for token_id in token_ids:
@@ -764,8 +770,9 @@ def _patch_table(version: str) -> list[tuple[Any, str, Any]]:
             if recipient is not None and "<|constrain|>" in recipient:
                 recipient = normalize(recipient)
             completed = None
-            if parser.message_count > self._num_processed_messages:
+            if parser.message_count > processed:
                 completed = self._poll_completed_message()
+                processed = self._num_processed_messages
             if completed is not None:
                 pending.clear()
             else:
@@ -774,10 +781,10 @@ def _patch_table(version: str) -> list[tuple[Any, str, Any]]:
                 channel == "analysis" or (channel == "commentary" and recipient is not None)
             ):
                 reasoning += 1
-            segments.append(Segment(channel, recipient, delta or "", completed))
+            segments.append(make_tuple(Segment, (channel, recipient, delta or "", completed)))
         self._num_counted_tokens += len(token_ids)
         self._num_reasoning_tokens += reasoning
-        return ChunkResult(segments=segments, reasoning_token_count=reasoning)
+        return ChunkResult(segments, reasoning)
 
     table.append((vparser.HarmonyParser, "process_chunk", process_chunk))
 
