@@ -11,7 +11,7 @@ use std::sync::{Arc, MutexGuard};
 
 use harmony_stream_core as core;
 use harmony_stream_core::events::EventSink;
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyAttributeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
@@ -115,6 +115,22 @@ impl ResponseEvent {
     fn to_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let data = self.model_dump(py, None)?;
         OPENAI.get(py)?.call_method1("to_openai_event", (data,))
+    }
+
+    /// openai-python's attribute reads (`event.delta`, `.item`, `.output_index`...):
+    /// every field the event's openai-python type declares, read as that type
+    /// reads it (`harmony_stream._openai.event_attribute`). Called only for names
+    /// the class itself lacks, so events nobody inspects cost nothing more; a
+    /// plain field (a string or an integer) is read from the JSON without pydantic.
+    fn __getattr__<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        if name.starts_with('_') {
+            return Err(PyAttributeError::new_err(format!(
+                "'ResponseEvent' object has no attribute '{name}'"
+            )));
+        }
+        OPENAI
+            .get(py)?
+            .call_method1("event_attribute", (self.event.kind, self.json(), name))
     }
 
     fn __repr__(&self) -> String {

@@ -200,6 +200,11 @@ class ResponseEvent:
     def model_dump(self, **_kwargs: Any) -> dict[str, Any]: ...
     def to_openai(self) -> Any:
         """The event as ``openai.types.responses.ResponseStreamEvent`` (needs openai)."""
+    def __getattr__(self, name: str) -> Any:
+        """openai-python's attribute reads (``.delta``, ``.item``, ``.output_index``,
+        ...): each field the event's ``openai.types.responses`` type declares, read
+        as that type reads it (needs openai); a string or integer field without
+        pydantic. ``AttributeError`` for a name the type does not declare."""
 
 @final
 class ResponseStream:
