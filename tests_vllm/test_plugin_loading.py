@@ -52,6 +52,8 @@ SEAMS = (
         "OpenAIServingResponses",
         "responses_full_generator",
     ),
+    ("vllm.entrypoints.openai.responses.api_router", "", "attach_router"),
+    ("vllm.entrypoints.openai.chat_completion.api_router", "", "attach_router"),
 )
 
 
@@ -94,7 +96,7 @@ TRIGGER
 sys.path.insert(0, HERE)
 from test_plugin_loading import SEAMS, patch_table, seam_value
 own = {
-    f"{o}.{n}": not seam_value(m, o, n).__module__.startswith("harmony_stream")
+    f"{m}:{o}.{n}": not seam_value(m, o, n).__module__.startswith("harmony_stream")
     for m, o, n in SEAMS
 }
 print(json.dumps({

@@ -33,6 +33,10 @@ were written for), then patches all of them or none:
 * ``OpenAIServingResponses.responses_full_generator``: the final response's
   ``output`` is the engine's items, so ``response.completed``, the stored
   response and a ``stream=False`` response carry the streamed items, ids included.
+* ``attach_router`` of the Responses and Chat Completions routers: the app they
+  are attached to answers ``/v1/responses`` and ``/v1/chat/completions`` with a
+  ``x-harmony-stream: VERSION`` header while the plugin is active (an operator
+  checks it with ``curl -i``), through one ASGI middleware per app.
 
 On another vLLM version (without ``force``), a seam that is not as expected, or
 a patch that fails, it logs one line, undoes what it patched, and vLLM runs as
@@ -69,6 +73,7 @@ from .errors import HarmonyError, HarmonyStreamError, InvalidTokenError
 __all__ = [
     "ENV_VAR",
     "FORCE",
+    "HEADER",
     "SEAMS",
     "SUPPORTED_VLLM_VERSION",
     "SUPPORTED_VLLM_VERSIONS",
@@ -106,10 +111,14 @@ _untested_said = False
 _vocab: Vocab | None = None
 
 
-# Importing one of these means the process serves the OpenAI API.
+# Importing one of these means the process serves the OpenAI API. The routers
+# import their serving module: patching waits until the outermost one is done,
+# so no router is half-initialised when its `attach_router` is checked.
 _SERVING_MODULES = (
     "vllm.entrypoints.openai.responses.serving",
     "vllm.entrypoints.openai.chat_completion.serving",
+    "vllm.entrypoints.openai.responses.api_router",
+    "vllm.entrypoints.openai.chat_completion.api_router",
 )
 
 
@@ -318,6 +327,8 @@ class Seam:
 _PARSER = "vllm.parser.harmony"
 _CONTEXT = "vllm.entrypoints.openai.responses.context"
 _SERVING = "vllm.entrypoints.openai.responses.serving"
+_RESPONSES_ROUTER = "vllm.entrypoints.openai.responses.api_router"
+_CHAT_ROUTER = "vllm.entrypoints.openai.chat_completion.api_router"
 _SERVING_CALL = ("self", "request", "sampling_params", "result_generator", "context", "model_name")
 
 SEAMS: tuple[Seam, ...] = (
@@ -362,6 +373,8 @@ SEAMS: tuple[Seam, ...] = (
         ("self", "response_id", "..."),
         versions=("0.32.0",),
     ),
+    Seam(_RESPONSES_ROUTER, "", "attach_router", True, ("app",)),
+    Seam(_CHAT_ROUTER, "", "attach_router", True, ("app",)),
     # Read by the replacements.
     Seam(_PARSER, "", "Segment"),
     Seam(_PARSER, "", "ChunkResult"),
@@ -923,8 +936,68 @@ def _patch_table(version: str) -> list[tuple[Any, str, Any]]:
         return response
 
     table.append((Serving, "responses_full_generator", responses_full_generator))
+    table.extend(_header_patches())
     if version == "0.32.0":
         table.extend(_terminal_event_patches(Serving))
+    return table
+
+
+HEADER = "x-harmony-stream"
+"""The response header on ``/v1/responses`` and ``/v1/chat/completions`` while active."""
+_HEADER_PATHS = ("/v1/responses", "/v1/chat/completions")
+
+
+class _HeaderMiddleware:
+    """ASGI middleware: ``x-harmony-stream: VERSION`` on the plugin's endpoints.
+
+    Only the response start of a request to ``/v1/responses`` (and its
+    sub-paths) or ``/v1/chat/completions`` is touched, and only while the plugin
+    is active; other requests pass straight through.
+    """
+
+    def __init__(self, app: Any) -> None:
+        from . import __version__
+
+        self.app = app
+        self.header = (HEADER.encode(), __version__.encode())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if (
+            not (
+                (path == _HEADER_PATHS[0] or path.startswith(_HEADER_PATHS[0] + "/"))
+                or path == _HEADER_PATHS[1]
+            )
+            or not is_active()
+        ):
+            await self.app(scope, receive, send)
+            return
+        header = self.header
+
+        async def send_with_header(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+def _header_patches() -> list[tuple[Any, str, Any]]:
+    """The routers' ``attach_router``: the app gets the header middleware (once)."""
+    from vllm.entrypoints.openai.chat_completion import api_router as chat_router
+    from vllm.entrypoints.openai.responses import api_router as responses_router
+
+    table: list[tuple[Any, str, Any]] = []
+    for module in (responses_router, chat_router):
+        original = _original(module, "attach_router")
+
+        def attach_router(app: Any, *, _original: Any = original) -> None:
+            _original(app)
+            if not getattr(app.state, "harmony_stream_header", False):
+                app.add_middleware(_HeaderMiddleware)
+                app.state.harmony_stream_header = True
+
+        table.append((module, "attach_router", attach_router))
     return table
 
 
