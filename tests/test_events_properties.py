@@ -35,6 +35,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai_harmony import Message, Role
+from stream_checks.strict import ID_PREFIX
 
 from harmony_stream import ResponseEvent, ResponseStream, Vocab
 
@@ -157,14 +158,6 @@ OUTCOME = {
     "response.mcp_call.failed",
     "response.code_interpreter_call.completed",
     "response.web_search_call.completed",
-}
-ID_PREFIX = {
-    "reasoning": "rs_",
-    "message": "msg_",
-    "function_call": "fc_",
-    "mcp_call": "mcp_",
-    "code_interpreter_call": "ci_",
-    "web_search_call": "ws_",
 }
 
 
