@@ -20,6 +20,7 @@ use crate::convert::{
 };
 use crate::errors::{self, invalid_request as invalid, IntoPyResult};
 use crate::guard::{self, catching, poisoned_error, Exclusive, InUse};
+use crate::parser::Message;
 use crate::tools::{parse_mcp_lists, parse_settings, parse_tools};
 use crate::vocab::Vocab;
 
@@ -510,10 +511,10 @@ impl ResponseStream {
         vocab, *, tools=None, model=Given::Absent, response_id=None,
         max_output_tokens=None, logprobs=false, input_tokens=Given::Absent,
         cached_tokens=Given::Absent, created_at=None, mcp_tool_lists=None, id_seed=None,
-        settings=None
+        settings=None, keep_messages=false
     ), text_signature = "(vocab, *, tools=None, model='gpt-oss-120b', response_id=None, \
         max_output_tokens=None, logprobs=False, input_tokens=0, cached_tokens=0, created_at=None, \
-        mcp_tool_lists=None, id_seed=None, settings=None)")]
+        mcp_tool_lists=None, id_seed=None, settings=None, keep_messages=False)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -529,6 +530,7 @@ impl ResponseStream {
         mcp_tool_lists: Option<&Bound<'_, PyAny>>,
         id_seed: Option<&Bound<'_, PyAny>>,
         settings: Option<&Bound<'_, PyAny>>,
+        keep_messages: bool,
     ) -> PyResult<Self> {
         let count = |v: Given<'_>, name: &str| -> PyResult<u64> {
             match v {
@@ -587,6 +589,7 @@ impl ResponseStream {
             mcp_listings,
             id_seed,
             settings,
+            keep_messages,
         };
         let inner = core::ResponseStream::new(Arc::clone(&vocab.inner), cfg);
         Ok(Self {
@@ -725,6 +728,27 @@ impl ResponseStream {
         } else {
             e.inner.is_finished()
         })
+    }
+
+    /// The messages completed since the last call (each once), in order; always
+    /// empty unless the stream was made with `keep_messages=True`.
+    fn take_messages(&self, py: Python<'_>) -> PyResult<Vec<Py<Message>>> {
+        let mut e = self.engine.lock(py)?;
+        if e.poisoned {
+            return Ok(Vec::new());
+        }
+        e.inner
+            .take_messages()
+            .iter()
+            .map(|m| Py::new(py, Message::from(m)))
+            .collect()
+    }
+
+    /// Regular tokens read inside an `analysis` message or a tool call (a
+    /// `commentary` message with a recipient): vLLM's count of reasoning tokens.
+    #[getter]
+    fn analysis_or_call_tokens(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.engine.lock(py)?.inner.analysis_or_call_tokens())
     }
 
     #[getter]

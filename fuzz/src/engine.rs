@@ -91,6 +91,7 @@ fn config(d: &mut Decoder<'_>) -> (ResponseConfig, FinishReason) {
         } else {
             Vec::new()
         },
+        keep_messages: b & 2 != 0,
     };
     let end = match a >> 6 {
         0 | 1 => FinishReason::Stop,

@@ -225,6 +225,7 @@ class ResponseStream:
         mcp_tool_lists: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
         id_seed: SupportsIndex | None = None,
         settings: Mapping[str, Any] | None = None,
+        keep_messages: bool = False,
     ) -> ResponseStream:
         """Checks the request: ``InvalidRequestError`` (a ``ValueError``) names the
         path of a bad value (NaN in a tool's parameters, a count out of range, an
@@ -235,7 +236,11 @@ class ResponseStream:
         (``parallel_tool_calls`` true, ``tool_choice`` ``"auto"``, ``metadata``
         ``{}``, ``instructions``/``temperature``/``top_p`` null) or added; a
         member the engine writes itself (``id``, ``output``, ``usage``, ...) is
-        an ``InvalidRequestError``."""
+        an ``InvalidRequestError``.
+
+        ``keep_messages``: keep each completed message for ``take_messages()``,
+        for a server whose own loop reads the model's messages (its tool loop,
+        the next turn's prompt) without parsing the tokens a second time."""
     def start(self) -> list[ResponseEvent]:
         """``response.created``, ``response.in_progress``, ``mcp_list_tools`` items."""
     def feed(
@@ -273,6 +278,13 @@ class ResponseStream:
     def response_id(self) -> str: ...
     @property
     def finished(self) -> bool: ...
+    def take_messages(self) -> list[Message]:
+        """The messages completed since the last call, each once, in order (a message
+        cut by ``finish`` too); always empty unless made with ``keep_messages=True``."""
+    @property
+    def analysis_or_call_tokens(self) -> int:
+        """Regular tokens read inside an ``analysis`` message or a tool call (a
+        ``commentary`` message with a recipient): how vLLM counts reasoning tokens."""
     @property
     def awaiting_tool_output(self) -> bool: ...
     @property

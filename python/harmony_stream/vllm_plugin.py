@@ -385,8 +385,20 @@ SEAMS: tuple[Seam, ...] = (
     Seam(_PARSER, "HarmonyParser", "_num_processed_messages", instance=True),
     Seam(_PARSER, "HarmonyParser", "_num_counted_tokens", instance=True),
     Seam(_PARSER, "HarmonyParser", "_num_reasoning_tokens", instance=True),
+    Seam(_PARSER, "HarmonyParser", "flush", params=("self",)),
     Seam(_CONTEXT, "HarmonyContext", "finish_reason", instance=True),
     Seam(_CONTEXT, "HarmonyContext", "messages"),
+    Seam(_CONTEXT, "HarmonyContext", "_messages", instance=True),
+    Seam(_CONTEXT, "HarmonyContext", "last_append_flush_status", instance=True),
+    Seam(_CONTEXT, "HarmonyContext", "response_parser", instance=True),
+    Seam(_CONTEXT, "HarmonyContext", "first_tok_of_message", instance=True),
+    Seam(_CONTEXT, "HarmonyContext", "num_reasoning_tokens", instance=True),
+    Seam(_CONTEXT, "HarmonyContext", "current_turn_metrics", instance=True),
+    Seam(_CONTEXT, "HarmonyContext", "all_turn_metrics", instance=True),
+    Seam(_CONTEXT, "HarmonyContext", "kv_transfer_params", instance=True),
+    Seam(_CONTEXT, "HarmonyContext", "ec_transfer_params", instance=True),
+    Seam(_CONTEXT, "HarmonyContext", "_update_prefill_token_usage", params=("self", "output")),
+    Seam(_CONTEXT, "HarmonyContext", "_update_decode_token_usage", params=("self", "output")),
     Seam(_CONTEXT, "HarmonyContext", "_tool_sessions", instance=True),
     Seam(_SERVING, "OpenAIServingResponses", "_raise_if_error", params=("self", "...")),
     Seam(_SERVING, "OpenAIServingResponses", "use_harmony", instance=True),
@@ -571,31 +583,55 @@ def _rust_streamable_parser() -> RustStreamableParser:
 
 
 class _Engine:
-    """A request's ResponseStream and the events not yet handed to vLLM."""
+    """A request's ResponseStream, the events not yet handed to vLLM, and the
+    messages vLLM's context reads (its tool loop, the next turn's prompt).
 
-    __slots__ = ("broken", "output", "pending", "stream")
+    The stream keeps its completed messages, so the context gets them from the
+    one parse the engine makes: vLLM's own parser is not run on the tokens
+    (``lean``). ``turn`` holds the current turn's tokens so that, should the
+    engine fail, vLLM's parser can take over the turn from its start.
+    """
+
+    __slots__ = ("broken", "output", "pending", "stream", "turn", "turn_base")
 
     def __init__(self, stream: ResponseStream) -> None:
         self.stream = stream
         self.pending: list[ResponseEvent] = [e for e in stream.start() if e.type not in _ENVELOPE]
         self.output: list[Any] | None = None
         self.broken = False
+        self.turn: list[int] = []
+        self.turn_base = 0  # analysis_or_call_tokens when the turn began
 
-    def feed(self, token_ids: Any) -> None:
+    def feed(self, token_ids: Any) -> bool:
+        """Feeds one engine output; True when it gave events."""
         if self.broken or self.stream.finished:
-            return
-        tokens = list(token_ids)
+            return False
         try:
-            self.pending += self.stream.feed(tokens)
+            events = self.stream.feed(token_ids)
         except InvalidTokenError:
             # As vLLM's parser does with a token it cannot take: skip it.
-            for t in tokens:
+            events = []
+            for t in token_ids:
                 try:
-                    self.pending += self.stream.feed([t])
+                    events += self.stream.feed([t])
                 except InvalidTokenError as e:
                     logger.warning("harmony-stream: skipped token: %s", e)
         except HarmonyStreamError:
             self._break("feed")
+            return False
+        if events:
+            self.pending += events
+            return True
+        return False
+
+    def messages(self) -> list[Any]:
+        """The messages completed since the last call, as ``openai_harmony.Message``."""
+        taken = self.stream.take_messages()
+        if not taken:
+            return []
+        from openai_harmony import Message
+
+        return [Message.from_dict(m.to_dict()) for m in taken]
 
     def tool_output(self, text: str, is_error: bool) -> None:
         if self.broken or self.stream.finished:
@@ -615,19 +651,25 @@ class _Engine:
         events, self.pending = self.pending, []
         return events
 
+    def close(self, reason: str | None) -> None:
+        """Ends the stream (its closing events wait in ``pending``, the terminal
+        one dropped: vLLM sends that); idempotent."""
+        if self.broken or self.stream.finished:
+            return
+        try:
+            known = reason if reason in FINISH_REASONS else "stop"
+            events = self.stream.finish(cast(FinishReason, known))
+        except HarmonyStreamError:
+            self._break("finish")
+            return
+        self.pending += [e for e in events if e.type not in _TERMINAL]
+        self.output = list(self.stream.response()["output"])
+
     def finish(self, reason: str | None) -> list[ResponseEvent]:
-        """The closing events (not the terminal one: vLLM sends that); idempotent."""
+        """The closing events not yet handed out; idempotent."""
         if self.broken:
             return []
-        if not self.stream.finished:
-            try:
-                known = reason if reason in FINISH_REASONS else "stop"
-                events = self.stream.finish(cast(FinishReason, known))
-            except HarmonyStreamError:
-                self._break("finish")
-                return []
-            self.pending += [e for e in events if e.type not in _TERMINAL]
-            self.output = list(self.stream.response()["output"])
+        self.close(reason)
         return self.drain()
 
     def _break(self, where: str) -> None:
@@ -678,6 +720,7 @@ def _attach_engine(context: Any, request: Any, model_name: str | None) -> _Engin
             model=model_name or getattr(request, "model", None) or "gpt-oss",
             response_id=getattr(request, "request_id", None),
             max_output_tokens=getattr(request, "max_output_tokens", None),
+            keep_messages=True,
         )
         engine = _Engine(stream)
     except (HarmonyStreamError, TypeError, ValueError) as e:
@@ -704,6 +747,23 @@ class _SessionProxy:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._hs_session, name)
+
+
+def _take_over_turn(context: Any, engine: _Engine) -> None:
+    """The engine failed mid-turn: vLLM's own parser reads the turn so far (it
+    starts each turn fresh, as the engine does), and the rest of the request."""
+    result = context.response_parser.process_chunk(engine.turn)
+    engine.turn = []
+    context.num_reasoning_tokens = engine.turn_base + result.reasoning_token_count
+    context._messages.extend(
+        s.completed_message for s in result.segments if s.completed_message is not None
+    )
+    if context.finish_reason is not None:
+        flushed = context.response_parser.flush()
+        context.last_append_flush_status = len(flushed) > 0
+        context._messages.extend(
+            s.completed_message for s in flushed if s.completed_message is not None
+        )
 
 
 def _tool_error_message(call: Any, text: str) -> Any:
@@ -802,12 +862,49 @@ def _patch_table(version: str) -> list[tuple[Any, str, Any]]:
     table.append((vparser.HarmonyParser, "process_chunk", process_chunk))
 
     orig_append_output = _original(HarmonyContext, "append_output")
+    update_prefill = HarmonyContext._update_prefill_token_usage
+    update_decode = HarmonyContext._update_decode_token_usage
 
+    # vLLM's HarmonyContext.append_output with the tokens parsed once: by the
+    # engine, whose completed messages become the context's (vLLM's tool loop and
+    # next prompt read them), its count of analysis and tool-call tokens the
+    # context's reasoning tokens. The rest is vLLM's bookkeeping, as vLLM does it.
+    # A context with no engine, or whose engine failed, runs vLLM's own.
     def append_output(self: Any, output: Any) -> None:
-        orig_append_output(self, output)
         engine = self.__dict__.get("_hs_engine")
-        if engine is not None and output.outputs:
-            engine.feed(output.outputs[0].token_ids)
+        if engine is None or engine.broken:
+            orig_append_output(self, output)
+            return
+        if self.first_tok_of_message:
+            self.finish_reason = None
+            update_prefill(self, output)
+            engine.turn.clear()
+            engine.turn_base = engine.stream.analysis_or_call_tokens
+        completion = output.outputs[0] if output.outputs else None
+        if completion is not None:
+            token_ids = completion.token_ids
+            engine.turn += token_ids
+            if engine.feed(token_ids):
+                self._messages += engine.messages()
+        self.first_tok_of_message = output.finished
+        update_decode(self, output)
+        if output.kv_transfer_params is not None:
+            self.kv_transfer_params = output.kv_transfer_params
+        if output.ec_transfer_params is not None:
+            self.ec_transfer_params = output.ec_transfer_params
+        if output.finished:
+            reason = completion.finish_reason if completion is not None else None
+            self.finish_reason = reason
+            if reason not in (None, "stop"):
+                # The response ends here (no tool runs after a cut turn): the
+                # message the cut left open is closed, as vLLM's flush does.
+                engine.close(reason)
+                self._messages += engine.messages()
+            self.all_turn_metrics.append(self.current_turn_metrics.copy())
+            self.current_turn_metrics.reset()
+        self.num_reasoning_tokens = engine.stream.analysis_or_call_tokens
+        if engine.broken:
+            _take_over_turn(self, engine)
 
     table.append((HarmonyContext, "append_output", append_output))
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::item::{IdGen, Item, Kind, Outcome, Status};
 use crate::json::{key, next_str_member, push_u64, str_member};
-use crate::message::{Header, Role};
+use crate::message::{Header, Message, Role};
 use crate::parser::{Parser, Step, StreamState};
 use crate::router::{route_with_tools, BrowserAction, Tool};
 use crate::vocab::Vocab;
@@ -136,6 +136,11 @@ pub struct ResponseConfig {
     /// [`ENGINE_KEYS`] is the engine's own and must not be given (the binding
     /// refuses it).
     pub settings: Vec<(String, String)>,
+    /// Keep a copy of each completed message for [`ResponseStream::take_messages`]:
+    /// for a server whose own loop reads the model's messages (a tool loop, the
+    /// next turn's prompt), so the tokens are parsed once. Off by default: the
+    /// engine otherwise holds the text once, in its items.
+    pub keep_messages: bool,
 }
 
 /// The request settings every response carries, with the value written when
@@ -290,6 +295,10 @@ pub struct ResponseStream {
     output: Vec<String>,
     output_tokens: u64,
     reasoning_tokens: u64,
+    /// See [`Self::analysis_or_call_tokens`].
+    analysis_or_call_tokens: u64,
+    /// The completed messages not yet taken (`ResponseConfig::keep_messages`).
+    kept: Vec<Message>,
     /// The page the last browser `open` went to (the url of a later `find`).
     last_url: Option<String>,
     status: Status,
@@ -321,6 +330,8 @@ impl ResponseStream {
             output: Vec::new(),
             output_tokens: 0,
             reasoning_tokens: 0,
+            analysis_or_call_tokens: 0,
+            kept: Vec::new(),
             last_url: None,
             status: Status::InProgress,
             error_message: None,
@@ -473,9 +484,36 @@ impl ResponseStream {
                 self.em.logprobs.push((tok, lp[i].clone()));
             }
             let step = self.parser.process(tok)?;
+            if tok < self.vocab.n_regular()
+                && self
+                    .parser
+                    .current_header()
+                    .is_some_and(|h| match h.channel.as_deref() {
+                        Some("analysis") => true,
+                        Some("commentary") => h.recipient.is_some(),
+                        _ => false,
+                    })
+            {
+                self.analysis_or_call_tokens += 1;
+            }
             self.after_step(step, out, Status::Completed);
         }
         Ok(())
+    }
+
+    /// Regular (not special) tokens that, once read, left the parser inside a
+    /// message on the `analysis` channel, or on `commentary` with a recipient (a
+    /// tool call's arguments). This is how vLLM counts a gpt-oss response's
+    /// `reasoning_tokens`; the engine's own usage counts only the analysis text.
+    pub fn analysis_or_call_tokens(&self) -> u64 {
+        self.analysis_or_call_tokens
+    }
+
+    /// The messages completed since the last call, in order, when the stream
+    /// keeps them (`ResponseConfig::keep_messages`); else none. A message cut by
+    /// `finish` is among them (the parser closed it at end of stream).
+    pub fn take_messages(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.kept)
     }
 
     /// One entry per token, numbers that are log probabilities, known alternative ids.
@@ -591,6 +629,9 @@ impl ResponseStream {
         let Some(msg) = self.parser.pop_message() else {
             return;
         };
+        if self.cfg.keep_messages {
+            self.kept.push(msg.clone());
+        }
         if self.open.is_none() {
             // A message the lenient parser built without a header (stray text).
             self.open_item(&msg.header, out);
