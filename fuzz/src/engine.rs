@@ -34,7 +34,8 @@
 use std::collections::HashSet;
 
 use harmony_stream_core::{
-    Error, Event, FinishReason, Parser, ResponseConfig, ResponseStream, Role, TokenLogprob, Tool,
+    Error, Event, FinishReason, Message, Parser, ResponseConfig, ResponseStream, Role, TokenLogprob,
+    Tool,
 };
 use serde_json::Value;
 
@@ -204,6 +205,8 @@ struct Harness {
     logprobs: bool,
     /// The accepted tokens, cut into completions at every accepted `tool_output`.
     completions: Vec<Vec<u32>>,
+    /// `take_messages()` after every call (`ResponseConfig::keep_messages`).
+    kept: Vec<Message>,
 }
 
 impl Harness {
@@ -236,6 +239,13 @@ impl Harness {
             eprintln!("call {shown} -> {r:?}, {} events", ev.len());
         }
         assert_eq!(r, r2, "the SSE sink and the event sink disagree");
+        let kept = self.stream.take_messages();
+        assert_eq!(
+            kept,
+            self.mirror.take_messages(),
+            "the SSE sink and the event sink kept different messages"
+        );
+        self.kept.extend(kept);
         let mut expected_sse = String::new();
         for e in &ev {
             e.write_sse(e.sequence_number, &mut expected_sse);
@@ -384,6 +394,7 @@ pub fn run(data: &[u8]) -> (u64, u64) {
         accepted_tokens: 0,
         logprobs: cfg.logprobs,
         completions: vec![Vec::new()],
+        kept: Vec::new(),
     };
     let mut step: Vec<u32> = Vec::new();
     let mut n_tokens = 0u64;
@@ -442,26 +453,45 @@ pub fn run(data: &[u8]) -> (u64, u64) {
         }
     }
     check_stream(&h, &cfg);
-    check_conservation(&h);
+    check_conservation(&h, cfg.keep_messages);
     (n_tokens, h.accepted_tokens)
 }
 
 /// Conservation of text: the lenient parser run over each completion (the accepted
 /// tokens between accepted `tool_output` calls) gives the response's items, one per
 /// message and in order, each carrying its message's content (a browser call's
-/// arguments become its action, which is not compared).
-fn check_conservation(h: &Harness) {
+/// arguments become its action, which is not compared). A stream that keeps its
+/// messages handed out exactly those messages, each once.
+fn check_conservation(h: &Harness, keep_messages: bool) {
     let mut want: Vec<(String, String)> = Vec::new();
+    let mut parsed: Vec<Message> = Vec::new();
     for tokens in &h.completions {
         let mut p = Parser::new(vocab(), Some(Role::Assistant), false);
         p.process_many(tokens).expect("accepted tokens parse");
         p.process_eos().expect("lenient end of stream");
+        parsed.extend(p.messages().iter().cloned());
         want.extend(p.messages().iter().map(|m| {
             (
                 m.header.recipient.clone().unwrap_or_default(),
                 m.content.clone(),
             )
         }));
+    }
+    if keep_messages {
+        // Header and content: a stray stop token may later change the end token
+        // the parser notes for its last message, after the engine took it.
+        let parts = |ms: &[Message]| -> Vec<(String, String)> {
+            ms.iter()
+                .map(|m| (format!("{:?}", m.header), m.content.clone()))
+                .collect()
+        };
+        assert_eq!(
+            parts(&h.kept),
+            parts(&parsed),
+            "the kept messages are not the parser's"
+        );
+    } else {
+        assert!(h.kept.is_empty(), "messages kept without keep_messages");
     }
     let response: Value = serde_json::from_str(&h.stream.response_json()).expect("response JSON");
     let items: Vec<&Value> = response["output"]
