@@ -513,13 +513,13 @@ def test_closing_early_closes_outputs_and_leaves_the_stream_open(vocab: Vocab) -
     it = s.stream(outputs(), sse=True)
     assert next(it).startswith(b"event: response.created")
     next(it)
-    it.close()  # type: ignore[attr-defined]
+    it.close()
 
     async def run() -> None:
         ait = s.astream(aoutputs(), sse=True)
         await ait.__anext__()
         await ait.__anext__()
-        await ait.aclose()  # type: ignore[attr-defined]
+        await ait.aclose()
 
     asyncio.run(run())
     assert closed == ["sync", "async"]

@@ -33,7 +33,15 @@ closed if it can be (``close()``, ``aclose()``), as ``yield from`` does.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, Literal, SupportsIndex, TypeAlias, overload
 
@@ -196,18 +204,18 @@ def _outputs_error(outputs: object, kind: str) -> TypeError:
 @overload
 def stream(
     rs: ResponseStream, outputs: Iterable[StreamOutput], sse: Literal[False] = False
-) -> Iterator[ResponseEvent]: ...
+) -> Generator[ResponseEvent, None, None]: ...
 @overload
 def stream(
     rs: ResponseStream, outputs: Iterable[StreamOutput], sse: Literal[True]
-) -> Iterator[bytes]: ...
+) -> Generator[bytes, None, None]: ...
 @overload
 def stream(
     rs: ResponseStream, outputs: Iterable[StreamOutput], sse: bool = False
-) -> Iterator[ResponseEvent] | Iterator[bytes]: ...
+) -> Generator[ResponseEvent, None, None] | Generator[bytes, None, None]: ...
 def stream(
     rs: ResponseStream, outputs: Iterable[StreamOutput], sse: bool = False
-) -> Iterator[ResponseEvent] | Iterator[bytes]:
+) -> Generator[ResponseEvent, None, None] | Generator[bytes, None, None]:
     """``ResponseStream.stream(outputs, sse=sse)``: see the module doc."""
     loop = _Loop(rs, sse)
     try:
@@ -217,7 +225,7 @@ def stream(
     return _stream(loop, it)
 
 
-def _stream(loop: _Loop, it: Iterator[Any]) -> Iterator[Any]:
+def _stream(loop: _Loop, it: Iterator[Any]) -> Generator[Any, None, None]:
     try:
         yield from loop.begin()
         while True:
@@ -241,24 +249,24 @@ def astream(
     rs: ResponseStream,
     outputs: AsyncIterable[StreamOutput] | Iterable[StreamOutput],
     sse: Literal[False] = False,
-) -> AsyncIterator[ResponseEvent]: ...
+) -> AsyncGenerator[ResponseEvent, None]: ...
 @overload
 def astream(
     rs: ResponseStream,
     outputs: AsyncIterable[StreamOutput] | Iterable[StreamOutput],
     sse: Literal[True],
-) -> AsyncIterator[bytes]: ...
+) -> AsyncGenerator[bytes, None]: ...
 @overload
 def astream(
     rs: ResponseStream,
     outputs: AsyncIterable[StreamOutput] | Iterable[StreamOutput],
     sse: bool = False,
-) -> AsyncIterator[ResponseEvent] | AsyncIterator[bytes]: ...
+) -> AsyncGenerator[ResponseEvent, None] | AsyncGenerator[bytes, None]: ...
 def astream(
     rs: ResponseStream,
     outputs: AsyncIterable[StreamOutput] | Iterable[StreamOutput],
     sse: bool = False,
-) -> AsyncIterator[ResponseEvent] | AsyncIterator[bytes]:
+) -> AsyncGenerator[ResponseEvent, None] | AsyncGenerator[bytes, None]:
     """``ResponseStream.astream(outputs, sse=sse)``: see the module doc."""
     loop = _Loop(rs, sse)
     if isinstance(outputs, AsyncIterable):
@@ -272,7 +280,7 @@ def astream(
 
 async def _astream(
     loop: _Loop, ait: AsyncIterator[Any] | None, it: Iterator[Any] | None
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     try:
         for x in loop.begin():
             yield x

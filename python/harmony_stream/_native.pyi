@@ -1,6 +1,13 @@
 """Type stubs of the Rust extension ``harmony_stream._native``."""
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from os import PathLike
 from typing import Any, ClassVar, Literal, SupportsIndex, final, overload
 
@@ -287,7 +294,7 @@ class ResponseStream:
     @overload
     def stream(
         self, outputs: Iterable[StreamOutput], *, sse: Literal[False] = False
-    ) -> Iterator[ResponseEvent]:
+    ) -> Generator[ResponseEvent]:
         """The events of a generation loop's `outputs`, as they come (the serving seam).
 
         Each item of `outputs` is applied before the next is asked for: a chunk of
@@ -298,18 +305,20 @@ class ResponseStream:
         message)``, those events, then the exception again. With ``sse=True``:
         one SSE ``bytes`` per engine call, empty ones skipped."""
     @overload
-    def stream(self, outputs: Iterable[StreamOutput], *, sse: Literal[True]) -> Iterator[bytes]: ...
+    def stream(
+        self, outputs: Iterable[StreamOutput], *, sse: Literal[True]
+    ) -> Generator[bytes]: ...
     @overload
     def stream(
         self, outputs: Iterable[StreamOutput], *, sse: bool = False
-    ) -> Iterator[ResponseEvent] | Iterator[bytes]: ...
+    ) -> Generator[ResponseEvent] | Generator[bytes]: ...
     @overload
     def astream(
         self,
         outputs: AsyncIterable[StreamOutput] | Iterable[StreamOutput],
         *,
         sse: Literal[False] = False,
-    ) -> AsyncIterator[ResponseEvent]:
+    ) -> AsyncGenerator[ResponseEvent]:
         """``stream()`` for an async iterator of outputs (a plain iterable works too)."""
     @overload
     def astream(
@@ -317,14 +326,14 @@ class ResponseStream:
         outputs: AsyncIterable[StreamOutput] | Iterable[StreamOutput],
         *,
         sse: Literal[True],
-    ) -> AsyncIterator[bytes]: ...
+    ) -> AsyncGenerator[bytes]: ...
     @overload
     def astream(
         self,
         outputs: AsyncIterable[StreamOutput] | Iterable[StreamOutput],
         *,
         sse: bool = False,
-    ) -> AsyncIterator[ResponseEvent] | AsyncIterator[bytes]: ...
+    ) -> AsyncGenerator[ResponseEvent] | AsyncGenerator[bytes]: ...
 
 def route(
     recipient: str | None, channel: str | None = None, tools: Iterable[Any] | None = None
