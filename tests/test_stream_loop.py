@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 from test_events_properties import (
     TERMINAL_FOR,
@@ -143,35 +143,47 @@ CHUNK_FORMS: list[Callable[[list[int]], StreamOutput]] = [
 ]
 
 
+# Whole server-run calls (MCP, python, browser), each ending a segment of a random plan.
+CALLS = [
+    '<|channel|>commentary to=github.search_issues <|constrain|>json<|message|>{"q": 1}<|call|>',
+    "<|channel|>analysis to=python<|message|>print(6 * 7)<|call|>",
+    '<|channel|>analysis to=browser.search<|message|>{"query": "harmony"}<|call|>',
+]
+
+
 def random_plan(
-    vocab: Vocab, data: Any, tokens: list[int]
+    vocab: Vocab, data: Any, segments: list[list[int]]
 ) -> tuple[list[Callable[[], StreamOutput]], dict[bool, list[Any]]]:
-    """A plan over `tokens` (random steps and chunk types, tool results where a call
-    waits, a random end or none) and what the calls by hand give, for both forms.
+    """A plan over the tokens of `segments` (random steps within each segment, random
+    chunk types; a tool result, mostly, where a call waits, and sometimes tried
+    where none does; a random end or none) and what the calls by hand give, for
+    both forms.
 
     The plan is a list of makers: a chunk may be an iterator, read once, so each
     run makes its items afresh."""
     hands = {sse: ByHand(new_stream(vocab, mcp_tool_lists=LISTS), sse) for sse in (False, True)}
     plan: list[Callable[[], StreamOutput]] = []
-    i = 0
-    while True:
-        if data.draw(st.integers(0, 3), label="tool result?") == 0:
+    for tokens in [*segments, []]:
+        waits = hands[False].s.awaiting_tool_output
+        if data.draw(st.integers(0, 3), label="tool result?") < (3 if waits else 1):
             output, error = data.draw(tool_results, label="tool result")
-            if hands[False].s.awaiting_tool_output:
+            if waits:  # else the loop would raise the engine's ResponseStateError
                 result = ToolResult(output=output, error=error)
                 for h in hands.values():
                     h.do(result)
                 plan.append(lambda r=result: r)  # type: ignore[misc]
-        if i >= len(tokens):
-            break
-        n = data.draw(st.integers(1, 8), label="step")
-        chunk = tokens[i : i + n]
-        form = data.draw(st.sampled_from(CHUNK_FORMS), label="chunk form")
-        for h in hands.values():
-            h.do(form(chunk))
-        plan.append(lambda f=form, c=chunk: f(c))  # type: ignore[misc]
-        i += n
+                event("a tool result")
+        i = 0
+        while i < len(tokens):
+            n = data.draw(st.integers(1, 8), label="step")
+            chunk = tokens[i : i + n]
+            form = data.draw(st.sampled_from(CHUNK_FORMS), label="chunk form")
+            for h in hands.values():
+                h.do(form(chunk))
+            plan.append(lambda f=form, c=chunk: f(c))  # type: ignore[misc]
+            i += n
     end = data.draw(st.sampled_from([None, *sorted(TERMINAL_FOR)]), label="end")
+    event(f"end: {end}")
     if end is None:
         for h in hands.values():
             h.do(Finish("stop"))  # what the loop does when outputs runs out
@@ -189,8 +201,16 @@ def test_stream_equals_the_calls_by_hand_over_random_pieces(
     enc: Any, vocab: Vocab, data: Any
 ) -> None:
     pieces = garbage_pieces(enc, vocab)
-    choice = data.draw(st.lists(st.integers(0, len(pieces) - 1), max_size=30), label="pieces")
-    rebuild, expected = random_plan(vocab, data, [t for i in choice for t in pieces[i]])
+    calls = [list(enc.encode(c, allowed_special="all")) for c in CALLS]
+    segments: list[list[int]] = [[]]
+    for _ in range(data.draw(st.integers(0, 4), label="segments")):
+        n = data.draw(st.integers(0, 10), label="pieces")
+        choice = data.draw(st.lists(st.integers(0, len(pieces) - 1), min_size=n, max_size=n))
+        segments[-1] += [t for i in choice for t in pieces[i]]
+        if data.draw(st.booleans(), label="a whole call ends the segment"):
+            segments[-1] += data.draw(st.sampled_from(calls), label="call")
+        segments.append([])
+    rebuild, expected = random_plan(vocab, data, segments)
     for sse in (False, True):
         want = expected[sse]
         plan = [make() for make in rebuild]
@@ -357,15 +377,18 @@ def test_outputs_that_raise_end_the_response_failed_then_raise_again(vocab: Voca
             assert info.value is error
             assert got(seen, sse) == hand.expected()
 
-            async def run(out: list[Any], error: Exception = error, sse: bool = sse) -> None:
-                async for x in new_stream(vocab).astream(acrashing(plan, error), sse=sse):
+            async def run(
+                out: list[Any], outputs: Any, error: Exception = error, sse: bool = sse
+            ) -> None:
+                async for x in new_stream(vocab).astream(outputs, sse=sse):
                     out.append(x)
 
-            seen = []
-            with pytest.raises(ModelCrashed) as info:
-                asyncio.run(run(seen))
-            assert info.value is error
-            assert got(seen, sse) == hand.expected()
+            for outputs in (acrashing(plan, error), crashing(plan, error)):  # async, plain
+                seen = []
+                with pytest.raises(ModelCrashed) as info:
+                    asyncio.run(run(seen, outputs))
+                assert info.value is error
+                assert got(seen, sse) == hand.expected()
     s = new_stream(vocab)
     events = list(s.stream([[200005], Finish("abort")]))
     with pytest.raises(ModelCrashed):  # already finished: nothing more, raised again
@@ -425,6 +448,21 @@ def test_a_chunk_the_engine_refuses_raises_its_error_and_changes_nothing(
             drain(s.stream(outputs(), sse=sse), seen)
         assert closed == [True]  # outputs closed
         assert not s.finished
+
+        async def aoutputs(closed: list[bool] = closed) -> AsyncIterator[StreamOutput]:
+            try:
+                yield [200005]
+                yield chunk
+            finally:
+                closed.append(True)
+
+        async def run(s: ResponseStream, sse: bool = sse) -> None:
+            async for _ in s.astream(aoutputs(), sse=sse):
+                pass
+
+        with pytest.raises(error):
+            asyncio.run(run(new_stream(vocab)))
+        assert closed == [True, True]
         hand.do([200005])
         assert got(seen, sse) == hand.expected()
         # Unchanged: the response goes on by hand as if the chunk never came.
