@@ -125,7 +125,7 @@ _Out: TypeAlias = Sequence[Any]  # what one call hands out: its events, or (its 
 class _Loop:
     """The engine calls of one output kind (event objects or SSE bytes), and the rules."""
 
-    __slots__ = ("_feed", "_finish", "_start", "_tool_output", "finished_by", "rs", "sse")
+    __slots__ = ("_finish", "_start", "_tool_output", "feed", "finished_by", "rs", "sse")
 
     def __init__(self, rs: ResponseStream, sse: bool) -> None:
         if not isinstance(sse, bool):
@@ -135,12 +135,12 @@ class _Loop:
         self.finished_by: Finish | None = None
         if sse:
             self._start: Any = rs.start_sse
-            self._feed: Any = rs.feed_sse
+            self.feed: Any = rs.feed_sse
             self._tool_output: Any = rs.tool_output_sse
             self._finish: Any = rs.finish_sse
         else:
             self._start = rs.start
-            self._feed = rs.feed
+            self.feed = rs.feed
             self._tool_output = rs.tool_output
             self._finish = rs.finish
 
@@ -174,8 +174,8 @@ class _Loop:
             self.finished_by = item
             return out
         if isinstance(item, Tokens):
-            return self._out(self._feed(item.token_ids, item.logprobs))
-        return self._out(self._feed(item))
+            return self._out(self.feed(item.token_ids, item.logprobs))
+        return self._out(self.feed(item))
 
     def end(self) -> _Out:
         """``outputs`` ended: ``finish("stop")`` unless the response is finished."""
@@ -226,6 +226,7 @@ def stream(
 
 
 def _stream(loop: _Loop, it: Iterator[Any]) -> Generator[Any, None, None]:
+    feed, sse = loop.feed, loop.sse
     try:
         yield from loop.begin()
         while True:
@@ -236,6 +237,13 @@ def _stream(loop: _Loop, it: Iterator[Any]) -> Generator[Any, None, None]:
             except Exception as e:
                 yield from loop.fail(e)
                 raise
+            if type(item) is list and loop.finished_by is None:  # the common case, inline
+                out = feed(item)
+                if not sse:
+                    yield from out
+                elif out:
+                    yield out
+                continue
             yield from loop.apply(item)
         yield from loop.end()
     finally:
@@ -281,6 +289,7 @@ def astream(
 async def _astream(
     loop: _Loop, ait: AsyncIterator[Any] | None, it: Iterator[Any] | None
 ) -> AsyncGenerator[Any, None]:
+    feed, sse = loop.feed, loop.sse
     try:
         for x in loop.begin():
             yield x
@@ -293,6 +302,14 @@ async def _astream(
                 for x in loop.fail(e):
                     yield x
                 raise
+            if type(item) is list and loop.finished_by is None:  # the common case, inline
+                out = feed(item)
+                if not sse:
+                    for x in out:
+                        yield x
+                elif out:
+                    yield out
+                continue
             for x in loop.apply(item):
                 yield x
         for x in loop.end():
