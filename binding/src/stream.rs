@@ -26,6 +26,8 @@ use crate::vocab::Vocab;
 
 /// `harmony_stream._openai`: conversion to openai-python's types (optional).
 static OPENAI: LazyModule = LazyModule::new("harmony_stream._openai");
+/// `harmony_stream._loop`: the serving loop around a stream (`stream`, `astream`).
+static LOOP: LazyModule = LazyModule::new("harmony_stream._loop");
 
 /// One Responses streaming event.
 ///
@@ -816,5 +818,32 @@ impl ResponseStream {
             panic!("deliberate panic for tests")
         })?;
         Ok(())
+    }
+
+    /// The serving loop's seam: the events of `outputs`, an iterator of what a
+    /// generation loop makes (token-id chunks, `Tokens`, `ToolResult`, `Finish`),
+    /// each applied before the next is asked for; `start()` first, `finish("stop")`
+    /// when it ends unfinished. With `sse`, one SSE `bytes` per engine call (empty
+    /// ones skipped). `harmony_stream._loop.stream`.
+    #[pyo3(signature = (outputs, *, sse=false))]
+    fn stream<'py>(
+        slf: &Bound<'py, Self>,
+        outputs: &Bound<'py, PyAny>,
+        sse: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        LOOP.get(slf.py())?
+            .call_method1("stream", (slf, outputs, sse))
+    }
+
+    /// `stream()` for an async iterator (or a plain iterable): an async iterator.
+    /// `harmony_stream._loop.astream`.
+    #[pyo3(signature = (outputs, *, sse=false))]
+    fn astream<'py>(
+        slf: &Bound<'py, Self>,
+        outputs: &Bound<'py, PyAny>,
+        sse: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        LOOP.get(slf.py())?
+            .call_method1("astream", (slf, outputs, sse))
     }
 }

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from ._loop import Finish, StreamOutput, Tokens, ToolResult
 from ._native import (
     VOCAB_SHA256,
     HarmonyParser,
@@ -37,6 +38,7 @@ from .errors import (
 
 __all__ = [
     "VOCAB_SHA256",
+    "Finish",
     "HarmonyError",
     "HarmonyParser",
     "HarmonyStreamError",
@@ -49,7 +51,10 @@ __all__ = [
     "ResponseStateError",
     "ResponseStream",
     "StreamInUseError",
+    "StreamOutput",
     "StreamState",
+    "Tokens",
+    "ToolResult",
     "Vocab",
     "VocabError",
     "VocabFormatError",

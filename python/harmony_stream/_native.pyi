@@ -1,11 +1,19 @@
 """Type stubs of the Rust extension ``harmony_stream._native``."""
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from os import PathLike
-from typing import Any, ClassVar, Literal, SupportsIndex, final
+from typing import Any, ClassVar, Literal, SupportsIndex, final, overload
 
 from openai.types.responses import Response as _OpenAIResponse
 
+from ._loop import StreamOutput
 from ._types import FinishReason, LogprobInput, RoleName
 
 __all__ = [
@@ -295,6 +303,49 @@ class ResponseStream:
         ``container_id`` (python); ``None`` when no call waits."""
     def _panic_for_tests(self, token_ids: Iterable[SupportsIndex] | None = None) -> None:
         """Test hook: a Rust panic (after feeding ``token_ids``, whose events are lost)."""
+    @overload
+    def stream(
+        self, outputs: Iterable[StreamOutput], *, sse: Literal[False] = False
+    ) -> Generator[ResponseEvent]:
+        """The events of a generation loop's `outputs`, as they come (the serving seam).
+
+        Each item of `outputs` is applied before the next is asked for: a chunk of
+        token ids (or ``Tokens`` with logprobs) → ``feed``, ``ToolResult`` →
+        ``tool_output``, ``Finish`` → ``finish`` (nothing may follow it).
+        ``start()`` first (unless started); ``finish("stop")`` when `outputs` ends
+        unfinished; when `outputs` raises an ``Exception``, ``finish("error", its
+        message)``, those events, then the exception again. With ``sse=True``:
+        one SSE ``bytes`` per engine call, empty ones skipped."""
+    @overload
+    def stream(
+        self, outputs: Iterable[StreamOutput], *, sse: Literal[True]
+    ) -> Generator[bytes]: ...
+    @overload
+    def stream(
+        self, outputs: Iterable[StreamOutput], *, sse: bool = False
+    ) -> Generator[ResponseEvent] | Generator[bytes]: ...
+    @overload
+    def astream(
+        self,
+        outputs: AsyncIterable[StreamOutput] | Iterable[StreamOutput],
+        *,
+        sse: Literal[False] = False,
+    ) -> AsyncGenerator[ResponseEvent]:
+        """``stream()`` for an async iterator of outputs (a plain iterable works too)."""
+    @overload
+    def astream(
+        self,
+        outputs: AsyncIterable[StreamOutput] | Iterable[StreamOutput],
+        *,
+        sse: Literal[True],
+    ) -> AsyncGenerator[bytes]: ...
+    @overload
+    def astream(
+        self,
+        outputs: AsyncIterable[StreamOutput] | Iterable[StreamOutput],
+        *,
+        sse: bool = False,
+    ) -> AsyncGenerator[ResponseEvent] | AsyncGenerator[bytes]: ...
 
 def route(
     recipient: str | None, channel: str | None = None, tools: Iterable[Any] | None = None

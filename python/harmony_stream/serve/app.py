@@ -4,13 +4,16 @@
 `POST /v1/responses` body is read up to `config.max_body_bytes` (a 413 past
 it), checked (`request.py`), gets a transcript and a segment of it
 (`corpus.py`, which honours `tool_choice`), and is replayed through the
-engine: SSE bytes straight from `ResponseStream.*_sse` when streaming,
-`ResponseStream.response()` otherwise; the request's settings are echoed by
-the engine (`settings=`). MCP calls go to the request's MCP servers (`mcp.py`),
-with SSE keep-alive comments while they run; every other tool result comes from
-the transcript. Either way the replay stops when the client goes away, unless
-the request asked for background mode: then it runs in the app's task group
-(its lifespan) and its events are kept for `GET …?stream=true&starting_after=N`.
+engine as a generation loop drives it: an async generator of outputs (each
+step's tokens, the result of each tool call, the end) that
+`ResponseStream.astream(..., sse=True)` turns into SSE bytes, written as they
+come when streaming, `ResponseStream.response()` at the end otherwise; the
+request's settings are echoed by the engine (`settings=`). MCP calls go to the
+request's MCP servers (`mcp.py`), with SSE keep-alive comments while they run;
+every other tool result comes from the transcript. Either way the replay stops
+when the client goes away, unless the request asked for background mode: then
+it runs in the app's task group (its lifespan) and its events are kept for
+`GET …?stream=true&starting_after=N`.
 Responses are stored (unless `store: false`) for `GET`/`DELETE
 /v1/responses/{id}`, its `input_items`, and `previous_response_id`.
 """
@@ -25,7 +28,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,9 +46,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .._loop import Finish, StreamOutput, Tokens, ToolResult
 from .._native import ResponseStream, Vocab
 from ..errors import HarmonyStreamError
-from ..replay import Feed, ToolResult, replay_steps
+from ..replay import Feed, replay_steps
+from ..replay import ToolResult as RecordedResult
 from .corpus import Corpus, Entry, ServeConfig, Turn
 from .mcp import McpServerError, McpServers
 from .request import (
@@ -243,6 +248,8 @@ class Replay:
         self.tokens = 0
         self.events = 0
         self.engine_s = 0.0
+        # When the engine call being timed began (see `_engine_time`).
+        self._engine_since: float | None = None
         self.status = "in_progress"
         self.disconnected = False
         self.stream: ResponseStream | None = None
@@ -326,37 +333,75 @@ class Replay:
                 await sink(self._timed(stream.finish_sse, "error", message))
             self.status = stream.response()["status"]
 
+    def _engine_time(self) -> None:
+        """Adds the engine call timed since `_engine_since` (if one is) to `engine_s`.
+
+        The call is ``astream``'s: from the moment the outputs hand it an item
+        (or ask for the start) to the moment it hands back that item's bytes, or
+        asks for the next item when there were none.
+        """
+        if self._engine_since is not None:
+            self.engine_s += time.perf_counter() - self._engine_since
+            self._engine_since = None
+
     async def _run(self, mcp: McpServers, sink: Sink, keepalive: Sink | None) -> None:
         stream = self.stream
         assert stream is not None, "prepare() first"
+        self._engine_since = time.perf_counter()  # start()
+        outputs = self._outputs(mcp, keepalive)
+        async with aclosing(stream.astream(outputs, sse=True)) as chunks:
+            async for chunk in chunks:
+                self._engine_time()
+                self.events += chunk.count(b"\n\n")
+                await sink(chunk)
+        self.status = stream.response()["status"]
+
+    async def _outputs(
+        self, mcp: McpServers, keepalive: Sink | None
+    ) -> AsyncIterator[StreamOutput]:
+        """The segment as a generation loop hands it to the engine: each step's
+        tokens (with synthetic logprobs when asked for), the result of each call
+        the engine waits for, the end. ``astream`` applies each item before it
+        asks for the next, so the stream's state is current here."""
+        stream = self.stream
+        assert stream is not None
         config = self.state.config
-        budget = self.request.max_output_tokens
         top = self.request.top_logprobs or 0
         n_regular = self.state.vocab.n_regular
         delay = config.step_delay_ms / 1000
-        await sink(self._timed(stream.start_sse))
+        budget = self.request.max_output_tokens
         for step in replay_steps(self.turns, step=config.step, max_output_tokens=budget):
             if isinstance(step, Feed):
-                lps = None
+                item: StreamOutput = step.tokens
                 if self.request.logprobs:
                     lps = synthetic_logprobs(step.tokens, step.position, top, n_regular)
-                chunk = self._timed(stream.feed_sse, step.tokens, lps)
+                    item = Tokens(step.tokens, lps)
                 self.tokens += len(step.tokens)
-                await sink(chunk)
+                self._engine_since = time.perf_counter()
+                yield item
+                self._engine_time()
                 if delay:
                     await anyio.sleep(delay)
                 else:
                     await anyio.lowlevel.checkpoint()  # lets a disconnect be noticed
-            elif isinstance(step, ToolResult):
+            elif isinstance(step, RecordedResult):
                 if stream.awaiting_tool_output:
                     output, error = await self._tool_result(mcp, step, keepalive)
-                    await sink(self._timed(stream.tool_output_sse, output, error))
+                    # As tool_output(output, error) reads them: an error wins, no output is "".
+                    result = (
+                        ToolResult(error=error)
+                        if error is not None
+                        else ToolResult(output=output or "")
+                    )
+                    self._engine_since = time.perf_counter()
+                    yield result
+                    self._engine_time()
             else:
-                await sink(self._timed(stream.finish_sse, step.reason))
-        self.status = stream.response()["status"]
+                self._engine_since = time.perf_counter()
+                yield Finish(step.reason)
 
     async def _tool_result(
-        self, mcp: McpServers, turn: ToolResult, keepalive: Sink | None
+        self, mcp: McpServers, turn: RecordedResult, keepalive: Sink | None
     ) -> tuple[str | None, str | None]:
         """The result for the call the engine waits for: from its MCP server when
         the request gives one for its label, else the transcript's recorded one.
