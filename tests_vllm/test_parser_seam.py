@@ -15,12 +15,27 @@ from typing import Any
 
 import corpus
 import pytest
+import vllm
 from vllm.parser import harmony as vparser
 
 from harmony_stream import vllm_plugin
 
-VLLM_PROCESS_CHUNK = vparser.HarmonyParser.__dict__["process_chunk"]
 BAD_IDS = (10**9, 201_088 + 5)  # past the vocabulary: openai_harmony would refuse them too
+_VLLM_OWN_PROCESS_CHUNK = vparser.HarmonyParser.__dict__["process_chunk"]
+
+
+def _vllm_031_process_chunk(parser: Any, token_ids: Any) -> Any:
+    """vLLM 0.31's process_chunk with 0.32's skip of a token the parser refuses
+    (0.31 raises; the plugin skips it, as vLLM 0.32 and 0.33 do): the oracle on 0.31."""
+    kept = [t for t in token_ids if t not in BAD_IDS]
+    result = _VLLM_OWN_PROCESS_CHUNK(parser, kept)
+    parser._num_counted_tokens += len(token_ids) - len(kept)
+    return result
+
+
+VLLM_PROCESS_CHUNK = (
+    _vllm_031_process_chunk if vllm.__version__ == "0.31.0" else _VLLM_OWN_PROCESS_CHUNK
+)
 
 
 class _Tokenizer:
@@ -80,7 +95,7 @@ def test_process_chunk_equals_vllms_on_the_same_parser(
     entry: corpus.Entry, step: int, bad: bool
 ) -> None:
     patched = vparser.HarmonyParser.__dict__["process_chunk"]
-    assert patched is not VLLM_PROCESS_CHUNK
+    assert patched is not _VLLM_OWN_PROCESS_CHUNK
     for turn in entry.turns:
         tokens = _with_bad_ids(turn.tokens) if bad else list(turn.tokens)
         assert _run(patched, tokens, step) == _run(VLLM_PROCESS_CHUNK, tokens, step)

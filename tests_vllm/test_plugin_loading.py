@@ -12,21 +12,23 @@ from typing import Any
 import pytest
 import vllm
 
-VERSION_SEAMS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    # vLLM 0.32 ends an incomplete stream with `response.completed`: the plugin
-    # fixes its terminal event and its background replay's end.
-    "0.32.0": (
-        (
-            "vllm.entrypoints.openai.responses.serving",
-            "OpenAIServingResponses",
-            "responses_stream_generator",
-        ),
-        (
-            "vllm.entrypoints.openai.responses.serving",
-            "OpenAIServingResponses",
-            "responses_background_stream_generator",
-        ),
+# vLLM 0.31 and 0.32 end an incomplete stream with `response.completed`: the plugin
+# fixes its terminal event and its background replay's end.
+_TERMINAL_EVENT_SEAMS = (
+    (
+        "vllm.entrypoints.openai.responses.serving",
+        "OpenAIServingResponses",
+        "responses_stream_generator",
     ),
+    (
+        "vllm.entrypoints.openai.responses.serving",
+        "OpenAIServingResponses",
+        "responses_background_stream_generator",
+    ),
+)
+VERSION_SEAMS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "0.31.0": _TERMINAL_EVENT_SEAMS,
+    "0.32.0": _TERMINAL_EVENT_SEAMS,
 }
 
 # Every function the plugin replaces (its patch table, harmony_stream/vllm_plugin.py,

@@ -414,8 +414,10 @@ def test_d6_the_cut_item_is_incomplete(entry: corpus.Entry, tool_server: Any) ->
     on = run(entry, on=True, stream=True, tool_server=tool_server)
     off = run(entry, on=False, stream=True, tool_server=tool_server)
     assert terminal(on.events)["type"] == "response.incomplete"
-    # D9: vLLM 0.32 names that terminal event `response.completed` (0.33 fixed it).
-    off_terminal = "response.completed" if vllm.__version__ == "0.32.0" else "response.incomplete"
+    # D9: vLLM 0.31 and 0.32 name that terminal event `response.completed` (0.33 fixed it).
+    off_terminal = (
+        "response.completed" if vllm.__version__ in ("0.31.0", "0.32.0") else "response.incomplete"
+    )
     assert terminal(off.events)["type"] == off_terminal
     assert terminal(off.events)["response"]["status"] == "incomplete"
     assert done_items(on.events)[-1]["status"] == "incomplete"

@@ -330,6 +330,8 @@ _SERVING = "vllm.entrypoints.openai.responses.serving"
 _RESPONSES_ROUTER = "vllm.entrypoints.openai.responses.api_router"
 _CHAT_ROUTER = "vllm.entrypoints.openai.chat_completion.api_router"
 _SERVING_CALL = ("self", "request", "sampling_params", "result_generator", "context", "model_name")
+# The releases whose incomplete stream ends with `response.completed` (0.33 fixed it).
+_COMPLETED_WHEN_INCOMPLETE = ("0.31.0", "0.32.0")
 
 SEAMS: tuple[Seam, ...] = (
     # Patched.
@@ -355,15 +357,15 @@ SEAMS: tuple[Seam, ...] = (
         True,
         (*_SERVING_CALL, "..."),
     ),
-    # vLLM 0.32 ends an incomplete streamed response with `response.completed`
-    # (status "incomplete"), and its background replay stops only at that event.
+    # vLLM 0.31 and 0.32 end an incomplete streamed response with `response.completed`
+    # (status "incomplete"), and their background replay stops only at that event.
     Seam(
         _SERVING,
         "OpenAIServingResponses",
         "responses_stream_generator",
         True,
         (*_SERVING_CALL, "..."),
-        versions=("0.32.0",),
+        versions=_COMPLETED_WHEN_INCOMPLETE,
     ),
     Seam(
         _SERVING,
@@ -371,7 +373,7 @@ SEAMS: tuple[Seam, ...] = (
         "responses_background_stream_generator",
         True,
         ("self", "response_id", "..."),
-        versions=("0.32.0",),
+        versions=_COMPLETED_WHEN_INCOMPLETE,
     ),
     Seam(_RESPONSES_ROUTER, "", "attach_router", True, ("app",)),
     Seam(_CHAT_ROUTER, "", "attach_router", True, ("app",)),
@@ -1034,7 +1036,7 @@ def _patch_table(version: str) -> list[tuple[Any, str, Any]]:
 
     table.append((Serving, "responses_full_generator", responses_full_generator))
     table.extend(_header_patches())
-    if version == "0.32.0":
+    if version in _COMPLETED_WHEN_INCOMPLETE:
         table.extend(_terminal_event_patches(Serving))
     return table
 
@@ -1099,7 +1101,7 @@ def _header_patches() -> list[tuple[Any, str, Any]]:
 
 
 def _terminal_event_patches(Serving: Any) -> list[tuple[Any, str, Any]]:
-    """vLLM 0.32: an incomplete streamed response ends with `response.incomplete`
+    """vLLM 0.31 and 0.32: an incomplete streamed response ends with `response.incomplete`
     (it sent `response.completed`), and a background stream replay ends there too."""
     from contextlib import aclosing
 
