@@ -18,6 +18,7 @@ and every event is strict JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import given
@@ -90,29 +91,41 @@ def check_conservation(
         assert item_text(item) == content, (item, recipient, content)
 
 
-def play(vocab: Vocab, data: Any, tokens: list[int]) -> None:
-    """Feeds ``tokens`` in random steps with ``tool_output`` tried at random points,
-    then finishes for a random reason; checks conservation."""
-    s = new_stream(vocab)
-    events: list[ResponseEvent] = []
+def random_calls(data: Any, tokens: list[int], call: Callable[..., Any]) -> list[list[int]]:
+    """Feeds ``tokens`` through ``call("feed", chunk)`` in random steps, with
+    ``call("tool_output", output, error)`` tried at random points (a refusal raises
+    ``ResponseStateError`` and changes nothing); returns the completions: the tokens
+    cut at every accepted tool output."""
     completions: list[list[int]] = [[]]
     i = 0
     while True:
         if data.draw(st.integers(0, 3), label="try tool_output") == 0:
             result = data.draw(tool_results, label="tool result")
             try:
-                events += s.tool_output(*result)
+                call("tool_output", *result)
             except ResponseStateError:
                 pass  # refused: nothing changed, the completion goes on
             else:
                 completions.append([])
         if i >= len(tokens):
-            break
+            return completions
         n = data.draw(st.integers(1, 8), label="step")
         chunk = tokens[i : i + n]
-        events += s.feed(chunk)
+        call("feed", chunk)
         completions[-1] += chunk
         i += n
+
+
+def play(vocab: Vocab, data: Any, tokens: list[int]) -> None:
+    """Feeds ``tokens`` in random steps with ``tool_output`` tried at random points,
+    then finishes for a random reason; checks conservation."""
+    s = new_stream(vocab)
+    events: list[ResponseEvent] = []
+
+    def call(name: str, *args: Any) -> None:
+        events.extend(getattr(s, name)(*args))
+
+    completions = random_calls(data, tokens, call)
     reason = data.draw(st.sampled_from(sorted(TERMINAL_FOR)), label="reason")
     events += s.finish(reason, data.draw(st.one_of(st.none(), texts), label="message"))
     assert events[-1].type == TERMINAL_FOR[reason]

@@ -22,10 +22,10 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from test_events_properties import TERMINAL_FOR, _settings, garbage_pieces, tool_results
+from test_conservation import random_calls
+from test_events_properties import TERMINAL_FOR, _settings, garbage_pieces
 
 from harmony_stream import HarmonyParser, ResponseStream, Vocab
-from harmony_stream.errors import ResponseStateError
 
 ID_SEED = 5
 
@@ -66,35 +66,16 @@ def test_kept_messages_are_the_parsers(enc: Any, vocab: Vocab, data: Any) -> Non
     choice = data.draw(st.lists(st.integers(0, len(pieces) - 1), max_size=40), label="pieces")
     tokens = [t for i in choice for t in pieces[i]]
     kept, plain = _stream(vocab, True), _stream(vocab, False)
-    events: list[tuple[str, str]] = []
     taken: list[dict[str, Any]] = []
-    completions: list[list[int]] = [[]]
 
     def both(call: str, *args: Any) -> None:
-        a = getattr(kept, call)(*args)
+        a = getattr(kept, call)(*args)  # a refusal raises here, before `plain` is called
         b = getattr(plain, call)(*args)
         assert [e.model_dump_json() for e in a] == [e.model_dump_json() for e in b]
-        events.extend((e.type, e.model_dump_json()) for e in a)
         taken.extend(m.to_dict() for m in kept.take_messages())
         assert plain.take_messages() == []
 
-    i = 0
-    while True:
-        if data.draw(st.integers(0, 3), label="try tool_output") == 0:
-            result = data.draw(tool_results, label="tool result")
-            try:
-                both("tool_output", *result)
-            except ResponseStateError:
-                pass  # refused by both (the first raised): the completion goes on
-            else:
-                completions.append([])
-        if i >= len(tokens):
-            break
-        n = data.draw(st.integers(1, 8), label="step")
-        chunk = tokens[i : i + n]
-        both("feed", chunk)
-        completions[-1] += chunk
-        i += n
+    completions = random_calls(data, tokens, both)
     both("finish", data.draw(st.sampled_from(sorted(TERMINAL_FOR)), label="reason"))
     want, counted = reference(vocab, completions)
     assert taken == want
