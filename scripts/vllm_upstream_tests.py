@@ -1,6 +1,6 @@
 """vLLM's own Harmony unit tests, run with harmony-stream's vLLM plugin on.
 
-    python scripts/vllm_upstream_tests.py --python VLLM_VENV/bin/python
+    VLLM_VENV/bin/python scripts/vllm_upstream_tests.py [-- PYTEST_ARGS]
 
 (``make test-vllm-upstream-0.33.0``.) Steps:
 
@@ -200,7 +200,9 @@ def read_report(path: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--python", required=True, help="the vLLM virtualenv's python")
+    parser.add_argument(
+        "--python", default=sys.executable, help="the vLLM virtualenv's python (default: this one)"
+    )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "harmony-stream")
     parser.add_argument("--vocab", type=Path, default=REPO / ".cache" / "tiktoken")
     parser.add_argument(
