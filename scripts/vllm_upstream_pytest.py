@@ -15,11 +15,13 @@ cached copy of vLLM's ``tests/`` tree. It:
 Settings come from the runner through the environment: ``HS_UPSTREAM_EXPECTED``
 (the expected.py path), ``HS_UPSTREAM_VLLM_VERSION``, ``HS_UPSTREAM_PLUGIN``
 (``on``/``off``), ``HS_UPSTREAM_MODE`` (``full``: every path, list checked;
-``only``: the node ids given, no deselection) and ``HS_UPSTREAM_REPORT``.
+``only``: the node ids given, no deselection; ``cannot-run``: only the tests
+listed as unable to run here) and ``HS_UPSTREAM_REPORT``.
 """
 
 from __future__ import annotations
 
+import builtins
 import importlib.util
 import json
 import os
@@ -70,6 +72,7 @@ class Selection:
     """The entries that apply to this vLLM version, by reason, and what they matched."""
 
     expected: dict[str, str] = field(default_factory=dict)  # entry -> reason
+    raises: dict[str, tuple[type[BaseException], ...]] = field(default_factory=dict)
     cannot_run: dict[str, str] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
 
@@ -78,8 +81,10 @@ class Selection:
         sel = cls()
         for entry in module.EXPECTED_DIFFERENCES:
             if version in entry.versions:
+                raises = tuple(getattr(builtins, name) for name in entry.raises)
                 for test in entry.tests:
                     sel.expected[test] = entry.reason
+                    sel.raises[test] = raises
         for entry in module.CANNOT_RUN_HERE:
             if version in entry.versions:
                 for test in entry.tests:
@@ -87,10 +92,14 @@ class Selection:
         return sel
 
     def find(self, table: dict[str, str], nodeid: str) -> str | None:
-        for entry, reason in table.items():
+        entry = self.entry(table, nodeid)
+        return None if entry is None else table[entry]
+
+    def entry(self, table: dict[str, str], nodeid: str) -> str | None:
+        for entry in table:
             if matches(entry, nodeid):
                 self.used.add(entry)
-                return reason
+                return entry
         return None
 
 
@@ -144,21 +153,26 @@ class UpstreamPlugin:
         keep: list[pytest.Item] = []
         dropped: list[pytest.Item] = []
         for item in items:
-            if self.mode == "full":
-                reason = self.selection.find(self.selection.cannot_run, item.nodeid)
-                if reason is not None:
+            if self.mode in ("full", "cannot-run"):
+                cannot_run = self.selection.find(self.selection.cannot_run, item.nodeid) is not None
+                if cannot_run == (self.mode == "full"):
+                    if self.mode == "cannot-run":  # still an entry in use
+                        self.selection.find(self.selection.expected, item.nodeid)
                     dropped.append(item)
                     self.deselected_ids.append(item.nodeid)
                     continue
-            reason = self.selection.find(self.selection.expected, item.nodeid)
-            if reason is not None:
+                if self.mode == "cannot-run":
+                    keep.append(item)
+                    continue
+            entry = self.selection.entry(self.selection.expected, item.nodeid)
+            if entry is not None:
                 self.expected_ids.append(item.nodeid)
                 if self.plugin_on:
-                    # failing its assertions, not crashing, is the expected difference
+                    # failing as listed (its assertions), not crashing otherwise
                     item.add_marker(
                         pytest.mark.xfail(
-                            reason=f"expected difference: {reason}",
-                            raises=AssertionError,
+                            reason=f"expected difference: {self.selection.expected[entry]}",
+                            raises=self.selection.raises[entry],
                             strict=True,
                         )
                     )
@@ -168,7 +182,7 @@ class UpstreamPlugin:
             items[:] = keep
         # vLLM's test modules are imported: the serving modules with them
         self.check_active("once the tests are collected")
-        if self.mode == "full":
+        if self.mode in ("full", "cannot-run"):
             stale = sorted(
                 (set(self.selection.expected) | set(self.selection.cannot_run))
                 - self.selection.used

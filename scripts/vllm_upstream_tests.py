@@ -92,11 +92,16 @@ def pip(python: str, *args: str, env: dict[str, str] | None = None) -> None:
     )
 
 
+def is_complete(dest: Path) -> bool:
+    """A cached copy made by this script, with what it extracts (written last)."""
+    stamp = dest / "source.json"
+    return stamp.is_file() and json.loads(stamp.read_text()).get("extract") == list(EXTRACT)
+
+
 def fetch_source(python: str, version: str, cache_root: Path) -> Path:
     """The release's tests, extracted once into ``cache_root/vllm-src-VERSION``."""
     dest = cache_root / f"vllm-src-{version}"
-    stamp = dest / "source.json"
-    if stamp.is_file() and json.loads(stamp.read_text()).get("extract") == list(EXTRACT):
+    if is_complete(dest):
         return dest
     log(f"fetching vLLM {version}'s source distribution with pip (once) into {dest}")
     cache_root.mkdir(parents=True, exist_ok=True)
@@ -141,6 +146,8 @@ def fetch_source(python: str, version: str, cache_root: Path) -> Path:
         (out / "source.json").write_text(
             json.dumps({"sdist": sdist.name, "sha256": digest, "extract": list(EXTRACT)}, indent=1)
         )
+        if is_complete(dest):  # made meanwhile by another run
+            return dest
         if dest.exists():
             shutil.rmtree(dest)
         out.rename(dest)
@@ -198,6 +205,52 @@ def read_report(path: Path) -> dict[str, Any]:
     return data
 
 
+def check_deselected(args: argparse.Namespace, src: Path, version: str, paths: list[str]) -> int:
+    """The tests listed as unable to run here, plugin off: none may pass, and each
+    failure must be for want of the Hugging Face Hub or a GPU."""
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="vllm-upstream-") as tmp:
+        report_path = Path(tmp) / "cannot-run.json"
+        log(f"vLLM {version}: the tests listed as unable to run here, plugin off")
+        run_pytest(
+            args.python,
+            src,
+            version,
+            args.vocab,
+            plugin_on=False,
+            mode="cannot-run",
+            targets=paths,
+            extra=args.pytest_args,
+            report=report_path,
+        )
+        report = read_report(report_path)
+        if args.keep_reports:
+            args.keep_reports.mkdir(parents=True, exist_ok=True)
+            shutil.copy(report_path, args.keep_reports / f"{version}-off-cannot-run.json")
+    kinds: Counter[str] = Counter()
+    problems = []
+    for test, outcome in report["outcomes"].items():
+        if outcome in ("failed", "error"):
+            kind = report["failures"].get(test, "")
+            kinds[kind] += 1
+            if not kind.startswith("needs "):
+                problems.append(f"{test}: {kind}")
+        elif outcome in ("skipped", "xfailed"):
+            kinds[f"{outcome} by vLLM's own marks"] += 1
+        else:
+            problems.append(f"{test}: {outcome} here")
+    summary = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+    status = "OK" if report["outcomes"] and not problems else "FAILED"
+    print(
+        f"===== vLLM {version}, tests listed as unable to run here: {summary} "
+        f"in {time.monotonic() - start:.1f}s ({status}) =====",
+        flush=True,
+    )
+    for problem in problems:
+        print(f"  {problem}", flush=True)
+    return 0 if status == "OK" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -213,6 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-reports", type=Path, help="copy the JSON reports (outcome of every test) here"
     )
+    parser.add_argument(
+        "--fetch-only", action="store_true", help="fetch and cache the tests, run nothing"
+    )
+    parser.add_argument(
+        "--check-deselected",
+        action="store_true",
+        help="run only the tests listed as unable to run here, plugin off: each must fail "
+        "for want of the Hugging Face Hub or a GPU (or be skipped by vLLM itself)",
+    )
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
     args = parser.parse_args(argv)
 
@@ -220,10 +282,15 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.vocab}/o200k_base.tiktoken is missing: run `make vocab`")
     version = vllm_version(args.python)
     src = fetch_source(args.python, version, args.cache)
+    if args.fetch_only:
+        log(f"vLLM {version}'s tests: {src}")
+        return 0
     sys.path.insert(0, str(SCRIPTS))
     from vllm_upstream_pytest import load_expected
 
     paths = list(load_expected(EXPECTED).PATHS)
+    if args.check_deselected:
+        return check_deselected(args, src, version, paths)
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="vllm-upstream-") as tmp:
         on_report = Path(tmp) / "selection.json"
