@@ -55,6 +55,8 @@ def matches(entry: str, nodeid: str) -> bool:
 NEEDS = (
     ("the Hugging Face Hub", ("huggingface.co", "LocalEntryNotFoundError", "OfflineModeIsEnabled")),
     ("a GPU", ("Failed to infer device type",)),
+    # a server fixture's first check, before it starts vLLM with gpt-oss's tools
+    ("a GPU server with the gpt_oss package", ("require gpt_oss package",)),
 )
 
 

@@ -106,7 +106,8 @@ CANNOT_RUN_HERE: tuple[Entry, ...] = (
     ),
     Entry(
         "needs a GPU and model weights from the Hugging Face Hub: starts a real vLLM server "
-        "(tests.utils.RemoteOpenAIServer) with a model: openai/gpt-oss-20b, Qwen/Qwen3-8B, ...",
+        "(tests.utils.RemoteOpenAIServer) with a model: openai/gpt-oss-20b, Qwen/Qwen3-8B, ... "
+        "(with gpt-oss's tools, whose gpt_oss package the fixture asks for first)",
         (
             "tests/entrypoints/openai/responses/test_basic.py",
             "tests/entrypoints/openai/responses/test_function_call.py",
