@@ -147,8 +147,17 @@ $(addprefix test-vllm-,$(VLLM_VERSIONS)): test-vllm-%: vllm-venv-% vocab
 	@echo "== tests_vllm on vllm==$*"
 	'$(call vllm_venv,$*)/bin/python' -m pytest tests_vllm -q -p no:cacheprovider
 
+# vLLM's own Harmony unit tests with the plugin on (scripts/vllm_upstream_tests.py):
+# the release's tests/ from its source distribution (pip download, once; cached in
+# ~/.cache/harmony-stream/vllm-src-VERSION/), offline; tests_vllm_upstream/expected.py
+# lists the expected differences and the tests that cannot run here (~7 minutes a release).
+.PHONY: $(addprefix test-vllm-upstream-,$(VLLM_VERSIONS))
+$(addprefix test-vllm-upstream-,$(VLLM_VERSIONS)): test-vllm-upstream-%: vllm-venv-% vocab
+	@echo "== vLLM's own Harmony tests on vllm==$*, plugin on"
+	'$(call vllm_venv,$*)/bin/python' scripts/vllm_upstream_tests.py --vocab '$(VOCAB_DIR)'
+
 .PHONY: test-vllm
-test-vllm: $(addprefix test-vllm-,$(VLLM_VERSIONS)) ## the plugin against the real serving code of every supported vLLM release (tests_vllm/)
+test-vllm: $(addprefix test-vllm-,$(VLLM_VERSIONS)) $(addprefix test-vllm-upstream-,$(VLLM_VERSIONS)) ## the plugin against the real serving code of every supported vLLM release (tests_vllm/), and vLLM's own Harmony tests with it on
 
 .PHONY: clean-vllm
 clean-vllm: ## remove the cached vLLM virtualenvs
