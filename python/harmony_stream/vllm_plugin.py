@@ -589,9 +589,9 @@ class _Engine:
     messages vLLM's context reads (its tool loop, the next turn's prompt).
 
     The stream keeps its completed messages, so the context gets them from the
-    one parse the engine makes: vLLM's own parser is not run on the tokens
-    (``lean``). ``turn`` holds the current turn's tokens so that, should the
-    engine fail, vLLM's parser can take over the turn from its start.
+    one parse the engine makes: vLLM's own parser is not run on the tokens.
+    ``turn`` holds the current turn's tokens so that, should the engine fail,
+    vLLM's parser can take over the turn from its start.
     """
 
     __slots__ = ("broken", "output", "pending", "stream", "turn", "turn_base")
