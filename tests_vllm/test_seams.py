@@ -104,7 +104,11 @@ def test_a_removed_read_only_name_is_refused(
 def test_an_instance_attribute_vllm_no_longer_sets_is_refused(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(vllm_plugin, "_sets_attribute", lambda cls, name: name != "_tool_sessions")
+    from harmony_stream import _plugin
+
+    monkeypatch.setattr(
+        _plugin, "sets_attribute", lambda cls, name, package: name != "_tool_sessions"
+    )
     refused_in_one_line(caplog, "HarmonyContext._tool_sessions is never set")
 
 

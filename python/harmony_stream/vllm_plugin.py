@@ -46,29 +46,33 @@ the stream is set up) falls back to vLLM's own event path, with a warning.
 
 from __future__ import annotations
 
-import importlib
-import importlib.abc
-import inspect
 import logging
-import math
 import os
-import re
 import sys
 import threading
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from ._native import (
-    CHANNELS,
-    FINISH_REASONS,
-    TOOL_TYPES,
-    HarmonyParser,
-    ResponseEvent,
-    ResponseStream,
-    Vocab,
+from ._native import CHANNELS, HarmonyParser, ResponseStream, Vocab
+from ._plugin import (
+    FORCE,
+    HEADER,
+    TERMINAL,
+    Engine,
+    HeaderMiddleware,
+    InstallOnImport,
+    Seam,
+    SessionProxy,
+    engine_tools,
+    first_leaf,
+    original,
+    signature_problem,
+    stored,
+    switch,
+    tool_error_message,
+    tool_text,
 )
-from ._types import FinishReason
-from .errors import HarmonyError, HarmonyStreamError, InvalidTokenError
+from ._plugin import check_seams as _check_seams
+from .errors import HarmonyError, HarmonyStreamError
 
 __all__ = [
     "ENV_VAR",
@@ -87,8 +91,8 @@ __all__ = [
 ]
 
 ENV_VAR = "HARMONY_STREAM_VLLM"
-FORCE = "force"
-"""``HARMONY_STREAM_VLLM=force``: patch an untested vLLM version if every seam matches."""
+"""The switch: ``1`` (``true``/``yes``/``on``) on, ``force`` also an untested vLLM
+version if every seam matches (:data:`FORCE`)."""
 SUPPORTED_VLLM_VERSIONS: tuple[str, ...] = ("0.32.0", "0.33.0")
 """The vLLM releases the plugin is tested on (``tests_vllm/``, each in its own virtualenv)."""
 SUPPORTED_VLLM_VERSION = SUPPORTED_VLLM_VERSIONS[-1]
@@ -97,12 +101,7 @@ SUPPORTED_VLLM_VERSION = SUPPORTED_VLLM_VERSIONS[-1]
 # A child of vLLM's "vllm" logger, so the lines appear with vLLM's own.
 logger = logging.getLogger("vllm.plugins.harmony_stream")
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-# Tool types the engine takes; vLLM accepts more (file_search, container ...),
-# which have no item of their own here and are left out of the engine's tools.
-_ENGINE_TOOL_TYPES = frozenset(TOOL_TYPES)
-_ENVELOPE = frozenset({"response.created", "response.in_progress"})
-_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_TERMINAL = TERMINAL
 _KNOWN_CHANNELS = frozenset(CHANNELS)
 
 _lock = threading.Lock()
@@ -142,10 +141,7 @@ def register() -> None:
 
 def _switch() -> str | None:
     """``"on"``, ``"force"`` (any vLLM version whose seams match) or None (off)."""
-    value = os.environ.get(ENV_VAR, "").strip().lower()
-    if value == FORCE:
-        return FORCE
-    return "on" if value in _TRUE else None
+    return switch(ENV_VAR)
 
 
 def _vllm_version() -> str | None:
@@ -181,40 +177,16 @@ def _vllm_version() -> str | None:
     return None
 
 
-class _InstallOnImport(importlib.abc.MetaPathFinder):
+class _InstallOnImport(InstallOnImport):
     """Runs :func:`install` once a serving module has been imported (outermost
     import of one, so no module is half-initialised then), then removes itself."""
 
+    modules = _SERVING_MODULES
     depth = 0
 
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname not in _SERVING_MODULES:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        loader = spec.loader
-        exec_module = getattr(loader, "exec_module", None)
-        if exec_module is None:
-            return spec
-
-        def exec_then_install(module: Any) -> None:
-            _InstallOnImport.depth += 1
-            try:
-                exec_module(module)
-            finally:
-                _InstallOnImport.depth -= 1
-            if _InstallOnImport.depth == 0:
-                sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _InstallOnImport)]
-                install()
-
-        loader.exec_module = exec_then_install  # type: ignore[method-assign,union-attr]
-        return spec
+    @staticmethod
+    def install() -> object:
+        return install()
 
 
 def is_active() -> bool:
@@ -280,48 +252,13 @@ def _restore() -> None:
         setattr(owner, name, original)
 
 
-def _stored(owner: Any, name: str) -> Any:
-    """What `owner` holds under `name` itself (a class's own attribute, not an inherited one)."""
-    return owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
-
-
-def _original(owner: Any, name: str) -> Any:
-    """vLLM's function at a seam, unbound (a static or class method's function)."""
-    value = _stored(owner, name)
-    return getattr(value, "__func__", value)
+_stored = stored
+_original = original
 
 
 # ---------------------------------------------------------------------------
 # The seams: every place of vLLM the plugin patches or reads, checked before
 # anything is patched
-
-
-@dataclass(frozen=True)
-class Seam:
-    """One place of vLLM the plugin relies on.
-
-    ``params`` are the positional parameters the adapter was written for; a
-    trailing ``"..."`` means "these first, then anything" (the adapter passes
-    the rest on as vLLM gave it). ``instance`` marks an attribute that vLLM's
-    own code sets on its instances (``self.name``), not one of the class.
-    ``versions``: the vLLM releases the seam is for (None: every release).
-    """
-
-    module: str
-    owner: str
-    name: str
-    patched: bool = False
-    params: tuple[str, ...] | None = None
-    instance: bool = False
-    versions: tuple[str, ...] | None = None
-
-    def applies_to(self, version: str) -> bool:
-        """Whether the plugin relies on this seam in vLLM `version`."""
-        return self.versions is None or version in self.versions
-
-    def __str__(self) -> str:
-        where = f"{self.owner}.{self.name}" if self.owner else self.name
-        return f"{self.module}:{where}"
 
 
 _PARSER = "vllm.parser.harmony"
@@ -418,68 +355,10 @@ def check_seams(version: str | None = None, seams: tuple[Seam, ...] = SEAMS) -> 
         import vllm
 
         version = str(getattr(vllm, "__version__", "unknown"))
-    problems: list[str] = []
-    for seam in seams:
-        if not seam.applies_to(version):
-            continue
-        problem = _seam_problem(seam)
-        if problem is not None:
-            problems.append(f"{seam} {problem}")
-    return problems
+    return _check_seams(version, seams, "vllm")
 
 
-def _seam_problem(seam: Seam) -> str | None:
-    try:
-        owner: Any = importlib.import_module(seam.module)
-    except Exception as e:  # any import failure means the seam is not there
-        return f"cannot be imported ({type(e).__name__}: {e})"
-    if seam.owner:
-        owner = getattr(owner, seam.owner, None)
-        if not isinstance(owner, type):
-            return f"is missing ({seam.owner} is not a class of {seam.module})"
-    if seam.instance:
-        return None if _sets_attribute(owner, seam.name) else "is never set by vLLM's code"
-    if seam.patched and isinstance(owner, type):
-        value = owner.__dict__.get(seam.name)
-    else:
-        value = getattr(owner, seam.name, None)
-    if value is None:
-        return "is missing"
-    if seam.params is None:
-        return None
-    return _signature_problem(getattr(value, "__func__", value), seam.params)
-
-
-def _signature_problem(function: Any, expected: tuple[str, ...]) -> str | None:
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return "is not a function"
-    names = [
-        p.name
-        for p in parameters
-        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    ]
-    rest = bool(expected) and expected[-1] == "..."
-    head = list(expected[:-1] if rest else expected)
-    if names[: len(head)] == head and (rest or len(names) == len(head)):
-        return None
-    return f"takes ({', '.join(names)}), the plugin was written for ({', '.join(expected)})"
-
-
-def _sets_attribute(cls: type, name: str) -> bool:
-    """Whether the code of `cls` (or a base class of vLLM's) sets or reads `self.name`."""
-    pattern = re.compile(rf"\bself\.{re.escape(name)}\b")
-    for klass in cls.__mro__:
-        if not klass.__module__.startswith("vllm"):
-            continue
-        try:
-            source = inspect.getsource(klass)
-        except (OSError, TypeError):
-            continue
-        if pattern.search(source):
-            return True
-    return False
+_signature_problem = signature_problem
 
 
 def _get_vocab() -> Vocab:
@@ -584,130 +463,15 @@ def _rust_streamable_parser() -> RustStreamableParser:
 # The event engine, one per HarmonyContext
 
 
-class _Engine:
-    """A request's ResponseStream, the events not yet handed to vLLM, and the
-    messages vLLM's context reads (its tool loop, the next turn's prompt).
+class _Engine(Engine):
+    """A request's engine (:class:`harmony_stream._plugin.Engine`), logging as vLLM's plugin."""
 
-    The stream keeps its completed messages, so the context gets them from the
-    one parse the engine makes: vLLM's own parser is not run on the tokens.
-    ``turn`` holds the current turn's tokens so that, should the engine fail,
-    vLLM's parser can take over the turn from its start.
-    """
-
-    __slots__ = ("broken", "output", "pending", "stream", "turn", "turn_base")
-
-    def __init__(self, stream: ResponseStream) -> None:
-        self.stream = stream
-        self.pending: list[ResponseEvent] = [e for e in stream.start() if e.type not in _ENVELOPE]
-        self.output: list[Any] | None = None
-        self.broken = False
-        self.turn: list[int] = []
-        self.turn_base = 0  # analysis_or_call_tokens when the turn began
-
-    def feed(self, token_ids: Any) -> bool:
-        """Feeds one engine output; True when it gave events."""
-        if self.broken or self.stream.finished:
-            return False
-        try:
-            events = self.stream.feed(token_ids)
-        except InvalidTokenError:
-            # As vLLM's parser does with a token it cannot take: skip it.
-            events = []
-            for t in token_ids:
-                try:
-                    events += self.stream.feed([t])
-                except InvalidTokenError as e:
-                    logger.warning("harmony-stream: skipped token: %s", e)
-        except HarmonyStreamError:
-            self._break("feed")
-            return False
-        if events:
-            self.pending += events
-            return True
-        return False
-
-    def messages(self) -> list[Any]:
-        """The messages completed since the last call, as ``openai_harmony.Message``."""
-        taken = self.stream.take_messages()
-        if not taken:
-            return []
-        from openai_harmony import Message
-
-        return [Message.from_dict(m.to_dict()) for m in taken]
-
-    def tool_output(self, text: str, is_error: bool) -> None:
-        if self.broken or self.stream.finished:
-            return
-        if not self.stream.awaiting_tool_output:
-            logger.warning("harmony-stream: a tool result arrived with no call waiting; ignored")
-            return
-        try:
-            if is_error:
-                self.pending += self.stream.tool_output(error=text)
-            else:
-                self.pending += self.stream.tool_output(output=text)
-        except HarmonyStreamError:
-            self._break("tool_output")
-
-    def drain(self) -> list[ResponseEvent]:
-        events, self.pending = self.pending, []
-        return events
-
-    def close(self, reason: str | None) -> None:
-        """Ends the stream (its closing events wait in ``pending``, the terminal
-        one dropped: vLLM sends that); idempotent."""
-        if self.broken or self.stream.finished:
-            return
-        try:
-            known = reason if reason in FINISH_REASONS else "stop"
-            events = self.stream.finish(cast(FinishReason, known))
-        except HarmonyStreamError:
-            self._break("finish")
-            return
-        self.pending += [e for e in events if e.type not in _TERMINAL]
-        self.output = list(self.stream.response()["output"])
-
-    def finish(self, reason: str | None) -> list[ResponseEvent]:
-        """The closing events not yet handed out; idempotent."""
-        if self.broken:
-            return []
-        self.close(reason)
-        return self.drain()
-
-    def _break(self, where: str) -> None:
-        logger.exception("harmony-stream: the event engine failed in %s; vLLM's items kept", where)
-        self.broken = True
+    __slots__ = ()
+    log = logger
+    server = "vLLM"
 
 
-def _engine_tools(request: Any) -> list[dict[str, Any]]:
-    """The request's tools the engine takes, with NaN and ±Infinity as null.
-
-    vLLM reads request JSON with ``json.loads``, which takes ``NaN``; JSON has no
-    such number and the engine refuses it. vLLM's own pydantic serialization writes
-    it as ``null``, so the engine gets the same (rather than vLLM's event path).
-    """
-    tools: list[dict[str, Any]] = []
-    for tool in getattr(request, "tools", None) or ():
-        d = tool.model_dump(exclude_none=True) if hasattr(tool, "model_dump") else dict(tool)
-        if d.get("type") in _ENGINE_TOOL_TYPES:
-            tools.append(_finite_or_null(d))
-    return tools
-
-
-def _finite_or_null(value: Any) -> Any:
-    """`value` with every NaN or ±Infinity float replaced by None. Deeper than the
-    engine takes (it refuses it then) is left as it is: no unbounded recursion."""
-
-    def fix(v: Any, depth: int) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if depth < 256 and isinstance(v, dict):
-            return {k: fix(x, depth + 1) for k, x in v.items()}
-        if depth < 256 and isinstance(v, (list, tuple)):
-            return [fix(x, depth + 1) for x in v]
-        return v
-
-    return fix(value, 0)
+_engine_tools = engine_tools
 
 
 def _attach_engine(context: Any, request: Any, model_name: str | None) -> _Engine | None:
@@ -732,23 +496,7 @@ def _attach_engine(context: Any, request: Any, model_name: str | None) -> _Engin
     return engine
 
 
-class _SessionProxy:
-    """A tool session that notes whether the last MCP result was an error."""
-
-    def __init__(self, session: Any, context: Any) -> None:
-        self._hs_session = session
-        self._hs_context = context
-
-    async def call_tool(self, *args: Any, **kwargs: Any) -> Any:
-        result = await self._hs_session.call_tool(*args, **kwargs)
-        error = getattr(result, "is_error", None)
-        if error is None:
-            error = getattr(result, "isError", False)
-        self._hs_context.__dict__["_hs_tool_error"] = bool(error)
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._hs_session, name)
+_SessionProxy = SessionProxy
 
 
 def _take_over_turn(context: Any, engine: _Engine) -> None:
@@ -768,24 +516,8 @@ def _take_over_turn(context: Any, engine: _Engine) -> None:
         )
 
 
-def _tool_error_message(call: Any, text: str) -> Any:
-    """The tool's answer to `call` when the call raised: the error text."""
-    from openai_harmony import Author, Message, Role
-
-    message = Message.from_author_and_content(Author.new(Role.TOOL, call.recipient), text)
-    if call.channel is not None:
-        message = message.with_channel(call.channel)
-    return message.with_recipient("assistant")
-
-
-def _tool_text(messages: Any) -> str:
-    parts: list[str] = []
-    for m in messages or ():
-        for c in getattr(m, "content", None) or ():
-            text = getattr(c, "text", None)
-            if text is not None:
-                parts.append(text)
-    return "".join(parts)
+_tool_error_message = tool_error_message
+_tool_text = tool_text
 
 
 # ---------------------------------------------------------------------------
@@ -941,9 +673,7 @@ def _patch_table(version: str) -> list[tuple[Any, str, Any]]:
         try:
             return await orig_call_tool(self)
         except Exception as e:
-            error: BaseException = e
-            while getattr(error, "exceptions", None):  # an ExceptionGroup: its first leaf
-                error = getattr(error, "exceptions")[0]  # noqa: B009
+            error = first_leaf(e)
             last = self.messages[-1]
             logger.warning("harmony-stream: the %s call failed: %s", last.recipient, error)
             self.__dict__["_hs_tool_error"] = True
@@ -1041,44 +771,7 @@ def _patch_table(version: str) -> list[tuple[Any, str, Any]]:
     return table
 
 
-HEADER = "x-harmony-stream"
-"""The response header on ``/v1/responses`` and ``/v1/chat/completions`` while active."""
 _HEADER_PATHS = ("/v1/responses", "/v1/chat/completions")
-
-
-class _HeaderMiddleware:
-    """ASGI middleware: ``x-harmony-stream: VERSION`` on the plugin's endpoints.
-
-    Only the response start of a request to ``/v1/responses`` (and its
-    sub-paths) or ``/v1/chat/completions`` is touched, and only while the plugin
-    is active; other requests pass straight through.
-    """
-
-    def __init__(self, app: Any) -> None:
-        from . import __version__
-
-        self.app = app
-        self.header = (HEADER.encode(), __version__.encode())
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if (
-            not (
-                (path == _HEADER_PATHS[0] or path.startswith(_HEADER_PATHS[0] + "/"))
-                or path == _HEADER_PATHS[1]
-            )
-            or not is_active()
-        ):
-            await self.app(scope, receive, send)
-            return
-        header = self.header
-
-        async def send_with_header(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
-
-        await self.app(scope, receive, send_with_header)
 
 
 def _header_patches() -> list[tuple[Any, str, Any]]:
@@ -1093,7 +786,7 @@ def _header_patches() -> list[tuple[Any, str, Any]]:
         def attach_router(app: Any, *, _original: Any = original) -> None:
             _original(app)
             if not getattr(app.state, "harmony_stream_header", False):
-                app.add_middleware(_HeaderMiddleware)
+                app.add_middleware(HeaderMiddleware, paths=_HEADER_PATHS, is_active=is_active)
                 app.state.harmony_stream_header = True
 
         table.append((module, "attach_router", attach_router))
