@@ -338,8 +338,11 @@ class Engine:
         self.broken = True
 
 
-def engine_tools(request: Any) -> list[dict[str, Any]]:
+def engine_tools(request: Any, *, exclude_unset: bool = False) -> list[dict[str, Any]]:
     """The request's tools the engine takes, with NaN and ±Infinity as null.
+
+    ``exclude_unset``: a pydantic tool gives only the fields the client sent
+    (a server whose one tool model has defaults for every tool type's fields).
 
     Servers read request JSON with ``json.loads``, which takes ``NaN``; JSON has
     no such number and the engine refuses it. The servers' own pydantic
@@ -347,7 +350,10 @@ def engine_tools(request: Any) -> list[dict[str, Any]]:
     """
     tools: list[dict[str, Any]] = []
     for tool in getattr(request, "tools", None) or ():
-        d = tool.model_dump(exclude_none=True) if hasattr(tool, "model_dump") else dict(tool)
+        if hasattr(tool, "model_dump"):
+            d = tool.model_dump(exclude_none=True, exclude_unset=exclude_unset)
+        else:
+            d = dict(tool)
         if d.get("type") in ENGINE_TOOL_TYPES:
             tools.append(finite_or_null(d))
     return tools
