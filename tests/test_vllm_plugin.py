@@ -89,7 +89,7 @@ def test_force_on_an_untested_version_checks_the_seams_and_refuses_a_mismatch(
     """A stand-in vLLM has none of the seams: force says the version is untested,
     then the seam check refuses in one line naming them, and nothing is patched."""
     monkeypatch.setattr(fake_vllm, "__version__", "0.34.0", raising=False)
-    monkeypatch.setattr(vllm_plugin, "_untested_said", False)
+    monkeypatch.setattr(vllm_plugin._TARGET, "untested_said", False)
     monkeypatch.setenv(vllm_plugin.ENV_VAR, "force")
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
         assert vllm_plugin.install() is False

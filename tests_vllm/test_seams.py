@@ -131,7 +131,7 @@ def test_force_patches_an_untested_version_whose_seams_match(
     import vllm
 
     monkeypatch.setattr(vllm, "__version__", "0.99.0")
-    monkeypatch.setattr(vllm_plugin, "_untested_said", False)
+    monkeypatch.setattr(vllm_plugin._TARGET, "untested_said", False)
     monkeypatch.setenv(vllm_plugin.ENV_VAR, "1")
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
         assert vllm_plugin.install() is False
@@ -152,7 +152,7 @@ def test_force_still_refuses_when_a_seam_does_not_match(
     import vllm
 
     monkeypatch.setattr(vllm, "__version__", "0.99.0")
-    monkeypatch.setattr(vllm_plugin, "_untested_said", True)  # that line is tested above
+    monkeypatch.setattr(vllm_plugin._TARGET, "untested_said", True)  # that line is tested above
     monkeypatch.setenv(vllm_plugin.ENV_VAR, "force")
     monkeypatch.delattr(context_class(), "need_builtin_tool_call")
     refused_in_one_line(caplog, "need_builtin_tool_call is missing", "0.99.0")

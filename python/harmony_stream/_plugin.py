@@ -192,6 +192,106 @@ class Patches:
             setattr(owner, name, before)
 
 
+class Target:
+    """The server a plugin patches: its release check and the all-or-nothing install."""
+
+    def __init__(
+        self, name: str, package: str, supported: tuple[str, ...], env_var: str, log: logging.Logger
+    ) -> None:
+        self.name = name  # as people write it: "vLLM"
+        self.package = package  # as Python imports it: "vllm"
+        self.supported = supported
+        self.env_var = env_var
+        self.log = log
+        self.patches = Patches()
+        self.untested_said = False
+
+    def version(self) -> str | None:
+        """The importable server's release if the plugin may patch it; else one
+        log line says why not."""
+        try:
+            module = importlib.import_module(self.package)
+        except ImportError:
+            self.log.warning("harmony-stream: %s is not installed; nothing to patch", self.name)
+            return None
+        version = str(getattr(module, "__version__", "unknown"))
+        if version in self.supported:
+            return version
+        supported = ", ".join(self.supported)
+        if switch(self.env_var) == FORCE:
+            if not self.untested_said:
+                self.untested_said = True
+                self.log.warning(
+                    "harmony-stream: %s %s is untested (tested: %s); %s=force: patching "
+                    "only if every seam is as the plugin expects",
+                    self.name,
+                    version,
+                    supported,
+                    self.env_var,
+                )
+            return version
+        self.log.warning(
+            "harmony-stream: not patching %s %s: this plugin is tested on %s %s only "
+            "(%s=force tries it anyway, if every seam is as the plugin expects)",
+            self.name,
+            version,
+            self.package,
+            supported,
+            self.env_var,
+        )
+        return None
+
+    def install(
+        self,
+        problems_of: Callable[[str], list[str]],
+        table_of: Callable[[str], Iterable[tuple[Any, str, Any]]],
+        what: str,
+    ) -> bool:
+        """Checks the release and every seam (``problems_of(version)``), then
+        applies ``table_of(version)`` all or none (idempotent); False with one
+        log line when it does not patch. ``what``: what runs on harmony-stream."""
+        with self.patches.lock:
+            if self.patches.made:
+                return True
+            version = self.version()
+            if version is None:
+                return False
+            problems = problems_of(version)
+            if problems:
+                self.log.warning(
+                    "harmony-stream: not patching %s %s: %s seam%s not as expected: %s",
+                    self.name,
+                    version,
+                    len(problems),
+                    "s are" if len(problems) > 1 else " is",
+                    "; ".join(problems),
+                )
+                return False
+            try:
+                self.patches.apply(table_of(version))
+            except Exception as e:
+                self.log.warning(
+                    "harmony-stream: not patching %s %s: a patch failed: %s", self.name, version, e
+                )
+                return False
+            from . import __version__
+
+            self.log.info(
+                "harmony-stream %s active in %s %s: %s run on harmony-stream (%s=%s)",
+                __version__,
+                self.name,
+                version,
+                what,
+                self.env_var,
+                os.environ.get(self.env_var, "").strip(),
+            )
+            return True
+
+    def uninstall(self) -> None:
+        with self.patches.lock:
+            self.patches.restore()
+
+
 class InstallOnImport(importlib.abc.MetaPathFinder):
     """Calls ``install`` once one of ``modules`` has been imported (the
     outermost import of one, so no module is half-initialised then), then

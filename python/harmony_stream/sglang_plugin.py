@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import time
 from typing import Any
@@ -59,9 +58,9 @@ from ._plugin import (
     Engine,
     HeaderMiddleware,
     InstallOnImport,
-    Patches,
     Seam,
     SessionProxy,
+    Target,
     engine_tools,
     first_leaf,
     original,
@@ -147,8 +146,7 @@ SEAMS: tuple[Seam, ...] = (
 )
 """Every seam, in one table; :func:`check_seams` checks them all before patching."""
 
-_patches = Patches()
-_untested_said = False
+_TARGET = Target("SGLang", "sglang", SUPPORTED_SGLANG_VERSIONS, ENV_VAR, logger)
 _vocab: Vocab | None = None
 
 
@@ -161,7 +159,7 @@ def register() -> None:
     """
     if switch(ENV_VAR) is None:
         return
-    if _sglang_version() is None:
+    if _TARGET.version() is None:
         return
     http_server = sys.modules.get(_HTTP_SERVER)
     if http_server is not None:
@@ -197,43 +195,9 @@ class _InstallOnImport(InstallOnImport):
         return install()
 
 
-def _sglang_version() -> str | None:
-    """The importable SGLang's version if the plugin may patch it; else one log
-    line says why not."""
-    global _untested_said
-    try:
-        import sglang
-    except ImportError:
-        logger.warning("harmony-stream: SGLang is not installed; nothing to patch")
-        return None
-    version = str(getattr(sglang, "__version__", "unknown"))
-    if version in SUPPORTED_SGLANG_VERSIONS:
-        return version
-    supported = ", ".join(SUPPORTED_SGLANG_VERSIONS)
-    if switch(ENV_VAR) == FORCE:
-        if not _untested_said:
-            _untested_said = True
-            logger.warning(
-                "harmony-stream: SGLang %s is untested (tested: %s); %s=force: patching "
-                "only if every seam is as the plugin expects",
-                version,
-                supported,
-                ENV_VAR,
-            )
-        return version
-    logger.warning(
-        "harmony-stream: not patching SGLang %s: this plugin is tested on sglang %s only "
-        "(%s=force tries it anyway, if every seam is as the plugin expects)",
-        version,
-        supported,
-        ENV_VAR,
-    )
-    return None
-
-
 def is_active() -> bool:
     """Whether SGLang is patched in this process."""
-    return bool(_patches.made)
+    return bool(_TARGET.patches.made)
 
 
 def check_seams(version: str | None = None, seams: tuple[Seam, ...] = SEAMS) -> list[str]:
@@ -254,44 +218,16 @@ def install() -> bool:
     a seam of :data:`SEAMS` is not as the plugin expects, or when a patch fails
     (then every patch already made is undone).
     """
-    with _patches.lock:
-        if _patches.made:
-            return True
-        version = _sglang_version()
-        if version is None:
-            return False
-        problems = check_seams(version)
-        if problems:
-            logger.warning(
-                "harmony-stream: not patching SGLang %s: %s seam%s not as expected: %s",
-                version,
-                len(problems),
-                "s are" if len(problems) > 1 else " is",
-                "; ".join(problems),
-            )
-            return False
-        try:
-            _patches.apply(_patch_table())
-        except Exception as e:
-            logger.warning("harmony-stream: not patching SGLang %s: a patch failed: %s", version, e)
-            return False
-        from . import __version__
-
-        logger.info(
-            "harmony-stream %s active in SGLang %s: gpt-oss /v1/responses parsing and "
-            "streaming events run on harmony-stream (%s=%s)",
-            __version__,
-            version,
-            ENV_VAR,
-            os.environ.get(ENV_VAR, "").strip(),
-        )
-        return True
+    return _TARGET.install(
+        check_seams,
+        lambda version: _patch_table(),
+        "gpt-oss /v1/responses parsing and streaming events",
+    )
 
 
 def uninstall() -> None:
     """Restore SGLang's own functions (for tests and A/B runs in one process)."""
-    with _patches.lock:
-        _patches.restore()
+    _TARGET.uninstall()
 
 
 def _get_vocab() -> Vocab:

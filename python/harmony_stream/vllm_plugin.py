@@ -47,9 +47,7 @@ the stream is set up) falls back to vLLM's own event path, with a warning.
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import threading
 from typing import Any
 
 from ._native import CHANNELS, HarmonyParser, ResponseStream, Vocab
@@ -62,6 +60,7 @@ from ._plugin import (
     InstallOnImport,
     Seam,
     SessionProxy,
+    Target,
     engine_tools,
     first_leaf,
     original,
@@ -104,9 +103,8 @@ logger = logging.getLogger("vllm.plugins.harmony_stream")
 _TERMINAL = TERMINAL
 _KNOWN_CHANNELS = frozenset(CHANNELS)
 
-_lock = threading.Lock()
-_patches: list[tuple[Any, str, Any]] = []
-_untested_said = False
+_TARGET = Target("vLLM", "vllm", SUPPORTED_VLLM_VERSIONS, ENV_VAR, logger)
+_patches = _TARGET.patches.made  # (owner, name, what it held), in the order patched
 _vocab: Vocab | None = None
 
 
@@ -146,35 +144,7 @@ def _switch() -> str | None:
 
 def _vllm_version() -> str | None:
     """The importable vLLM's version if the plugin may patch it; else one log line says why not."""
-    global _untested_said
-    try:
-        import vllm
-    except ImportError:
-        logger.warning("harmony-stream: vLLM is not installed; nothing to patch")
-        return None
-    version = str(getattr(vllm, "__version__", "unknown"))
-    if version in SUPPORTED_VLLM_VERSIONS:
-        return version
-    supported = ", ".join(SUPPORTED_VLLM_VERSIONS)
-    if _switch() == FORCE:
-        if not _untested_said:
-            _untested_said = True
-            logger.warning(
-                "harmony-stream: vLLM %s is untested (tested: %s); %s=force: patching "
-                "only if every seam is as the plugin expects",
-                version,
-                supported,
-                ENV_VAR,
-            )
-        return version
-    logger.warning(
-        "harmony-stream: not patching vLLM %s: this plugin is tested on vllm %s only "
-        "(%s=force tries it anyway, if every seam is as the plugin expects)",
-        version,
-        supported,
-        ENV_VAR,
-    )
-    return None
+    return _TARGET.version()
 
 
 class _InstallOnImport(InstallOnImport):
@@ -191,7 +161,7 @@ class _InstallOnImport(InstallOnImport):
 
 def is_active() -> bool:
     """Whether vLLM is patched in this process."""
-    return bool(_patches)
+    return bool(_TARGET.patches.made)
 
 
 def install() -> bool:
@@ -202,54 +172,16 @@ def install() -> bool:
     seam of :data:`SEAMS` is not as the plugin expects, or when a patch fails
     (then every patch already made is undone).
     """
-    with _lock:
-        if _patches:
-            return True
-        version = _vllm_version()
-        if version is None:
-            return False
-        problems = check_seams(version)
-        if problems:
-            logger.warning(
-                "harmony-stream: not patching vLLM %s: %s seam%s not as expected: %s",
-                version,
-                len(problems),
-                "s are" if len(problems) > 1 else " is",
-                "; ".join(problems),
-            )
-            return False
-        try:
-            for owner, name, value in _patch_table(version):
-                original = _stored(owner, name)
-                setattr(owner, name, value)
-                _patches.append((owner, name, original))
-        except Exception as e:
-            _restore()
-            logger.warning("harmony-stream: not patching vLLM %s: a patch failed: %s", version, e)
-            return False
-        from . import __version__
-
-        logger.info(
-            "harmony-stream %s active in vLLM %s: Harmony parsing and Responses "
-            "streaming events run on harmony-stream (%s=%s)",
-            __version__,
-            version,
-            ENV_VAR,
-            os.environ.get(ENV_VAR, "").strip(),
-        )
-        return True
+    return _TARGET.install(
+        check_seams,
+        lambda version: _patch_table(version),
+        "Harmony parsing and Responses streaming events",
+    )
 
 
 def uninstall() -> None:
     """Restore vLLM's own functions (for tests and A/B runs in one process)."""
-    with _lock:
-        _restore()
-
-
-def _restore() -> None:
-    while _patches:
-        owner, name, original = _patches.pop()
-        setattr(owner, name, original)
+    _TARGET.uninstall()
 
 
 _stored = stored
