@@ -70,15 +70,21 @@ APP = http_server.app
 
 
 class TurnLike(Protocol):
-    tokens: Sequence[int]
-    finish_reason: str
+    @property
+    def tokens(self) -> Sequence[int]: ...
+    @property
+    def finish_reason(self) -> str: ...
 
 
 class TranscriptLike(Protocol):
-    name: str
-    turns: Sequence[TurnLike]
-    responses_tools: Sequence[dict[str, Any]]
-    prompt: str
+    @property
+    def name(self) -> str: ...
+    @property
+    def turns(self) -> Sequence[TurnLike]: ...
+    @property
+    def responses_tools(self) -> Sequence[dict[str, Any]]: ...
+    @property
+    def prompt(self) -> str: ...
 
 
 # --- server configuration -----------------------------------------------------------
