@@ -700,7 +700,9 @@ def plugin(on: bool) -> Iterator[None]:
 
     Imports `harmony_stream.sglang_plugin` lazily: until it exists, a test that
     asks for the plugin fails with ImportError (on or off)."""
-    from harmony_stream import sglang_plugin  # type: ignore[attr-defined]
+    import importlib
+
+    sglang_plugin = importlib.import_module("harmony_stream.sglang_plugin")
 
     if not on:
         assert not sglang_plugin.is_active(), "the plugin is active where it must be off"
