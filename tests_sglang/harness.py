@@ -625,6 +625,37 @@ def responses(
     )
 
 
+@contextlib.contextmanager
+def http_server(serving: Serving, transcript: TranscriptLike, *, step: int = 1) -> Iterator[str]:
+    """SGLang's app served by uvicorn on a free local port (a thread), with
+    `serving` as its Responses handler and `transcript` as the model, for tests of
+    what a client sees over a real connection. Yields the base URL."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    APP.state.openai_serving_responses = serving.responses
+    serving.manager.script = Script(turns=list(transcript.turns), step=step)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(APP, log_level="critical", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    try:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        serving.manager.script = None
+
+
 # --- checking and comparing outputs ---------------------------------------------
 
 ID_KEYS = frozenset({"id", "item_id", "call_id", "response_id", "container_id"})

@@ -156,6 +156,31 @@ def test_quirk_raises_out_of_the_stream(name: str, incremental: bool) -> None:
     assert not r.done_marker
 
 
+def test_quirk_cuts_the_http_connection() -> None:
+    """Over a real connection (uvicorn, as SGLang serves), the client gets the
+    200, the events so far, and then the connection closes mid-body: httpx raises
+    `RemoteProtocolError` (incomplete chunked read). Nothing tells the client why."""
+    import httpx
+
+    entry = corpus.BY_NAME["quirk_double_start"]
+    body = {"model": harness.MODEL, "input": entry.prompt, "stream": True}
+    received: list[bytes] = []
+
+    def read(url: str) -> None:
+        with httpx.stream("POST", f"{url}/v1/responses", json=body, timeout=30) as r:
+            assert r.status_code == 200
+            received.extend(r.iter_bytes())
+
+    with (
+        harness.http_server(harness.get_serving_for(), entry) as url,
+        pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"),
+    ):
+        read(url)
+    _names, events, _done = harness.parse_sse(b"".join(received))
+    assert events[0]["type"] == "response.created"
+    assert events[-1]["type"] == "response.output_item.done"
+
+
 @pytest.mark.parametrize("name", sorted(REJECTED_QUIRKS))
 def test_quirk_non_streamed_is_a_400(name: str) -> None:
     """Not streamed, the same parser error becomes a 400 `invalid_request_error`
