@@ -70,15 +70,21 @@ APP = http_server.app
 
 
 class TurnLike(Protocol):
-    tokens: Sequence[int]
-    finish_reason: str
+    @property
+    def tokens(self) -> Sequence[int]: ...
+    @property
+    def finish_reason(self) -> str: ...
 
 
 class TranscriptLike(Protocol):
-    name: str
-    turns: Sequence[TurnLike]
-    responses_tools: Sequence[dict[str, Any]]
-    prompt: str
+    @property
+    def name(self) -> str: ...
+    @property
+    def turns(self) -> Sequence[TurnLike]: ...
+    @property
+    def responses_tools(self) -> Sequence[dict[str, Any]]: ...
+    @property
+    def prompt(self) -> str: ...
 
 
 # --- server configuration -----------------------------------------------------------
@@ -619,6 +625,37 @@ def responses(
     )
 
 
+@contextlib.contextmanager
+def http_server(serving: Serving, transcript: TranscriptLike, *, step: int = 1) -> Iterator[str]:
+    """SGLang's app served by uvicorn on a free local port (a thread), with
+    `serving` as its Responses handler and `transcript` as the model, for tests of
+    what a client sees over a real connection. Yields the base URL."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    APP.state.openai_serving_responses = serving.responses
+    serving.manager.script = Script(turns=list(transcript.turns), step=step)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(APP, log_level="critical", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    try:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        serving.manager.script = None
+
+
 # --- checking and comparing outputs ---------------------------------------------
 
 ID_KEYS = frozenset({"id", "item_id", "call_id", "response_id", "container_id"})
@@ -694,7 +731,9 @@ def plugin(on: bool) -> Iterator[None]:
 
     Imports `harmony_stream.sglang_plugin` lazily: until it exists, a test that
     asks for the plugin fails with ImportError (on or off)."""
-    from harmony_stream import sglang_plugin  # type: ignore[attr-defined]
+    import importlib
+
+    sglang_plugin = importlib.import_module("harmony_stream.sglang_plugin")
 
     if not on:
         assert not sglang_plugin.is_active(), "the plugin is active where it must be off"
