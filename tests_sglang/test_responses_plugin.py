@@ -453,3 +453,43 @@ def test_d6_the_cut_item_is_incomplete(name: str, tools: Any) -> None:
 def _fresh_cache() -> Iterator[None]:
     yield
     _cache.clear()
+
+
+# --- D7 generation fails mid-stream ----------------------------------------------------
+
+
+@pytest.mark.parametrize("after", [1, 20])
+def test_d7_a_generation_error_ends_with_response_failed(
+    after: int, monkeypatch: pytest.MonkeyPatch, tools: Any
+) -> None:
+    """The tokenizer manager raises after `after` outputs (an engine that died).
+    SGLang alone: the exception leaves the stream, no terminal event. The plugin:
+    the open item closes, ``response.failed`` carries the error, and the text
+    read so far is in the items."""
+    real = harness.ScriptedTokenizerManager.generate_request
+
+    async def dying(self: Any, obj: Any, request: Any = None) -> Any:
+        n = 0
+        async for out in real(self, obj, request):
+            if n == after:
+                raise RuntimeError("the engine died")
+            n += 1
+            yield out
+
+    monkeypatch.setattr(harness.ScriptedTokenizerManager, "generate_request", dying)
+    entry = corpus.BY_NAME["reasoning_final"]
+    with harness.plugin(False):
+        off = harness.responses(entry, stream=True)
+    assert not (off.events and off.events[-1]["type"] in TERMINAL)
+    with harness.plugin(True):
+        on = harness.responses(entry, stream=True)
+    assert on.app_error is None
+    final = terminal(on)
+    assert on.events[-1]["type"] == "response.failed"
+    assert final["error"] == {"code": "server_error", "message": "the engine died"}
+    loose.check_stack(on.events)
+    assert without_ids(streamed_items(on.events)) == without_ids(final["output"])
+    streamed = "".join(e["delta"] for e in on.events if e["type"].endswith("text.delta"))
+    assert streamed in all_text(final["output"]).replace("\n", "")
+    problems = _strict_problems({"failed": on.events})
+    assert problems == {}

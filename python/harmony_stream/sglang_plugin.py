@@ -554,29 +554,8 @@ def _patch_table() -> list[tuple[Any, str, Any]]:
             logger.exception("harmony-stream: generation failed mid-stream")
         if engine.broken and failure is None:
             failure = RuntimeError("harmony-stream's event engine failed")
-        if failure is not None:
-            for event in engine.finish("error"):
-                yield _numbered(event, number)
-                number += 1
-            failed = ResponsesResponse.from_request(
-                request,
-                sampling_params,
-                model_name=model_name,
-                created_time=created_time,
-                output=[],
-                status="failed",
-                usage=None,
-            )
-            failed.error = {
-                "code": "server_error",
-                "message": str(failure) or type(failure).__name__,
-            }
-            body = failed.model_dump()
-            body["tools"] = []
-            body["output"] = engine.output or []
-            yield _sse("response.failed", number, {"response": body})
-            return
-        for event in engine.finish(_reason(context.finish_reason)):
+        reason = "error" if failure is not None else _reason(context.finish_reason)
+        for event in engine.finish(reason):
             yield _numbered(event, number)
             number += 1
 
@@ -598,6 +577,14 @@ def _patch_table() -> list[tuple[Any, str, Any]]:
         )
         if not isinstance(final, ResponsesResponse):
             return
+        if failure is not None:
+            # The same object is in SGLang's response store: retrieval sees it too.
+            final.status = "failed"
+            final.incomplete_details = None
+            final.error = {
+                "code": "server_error",
+                "message": str(failure) or type(failure).__name__,
+            }
         body = final.model_dump()
         body["tools"] = []  # as SGLang sends it
         if engine.output is not None:
