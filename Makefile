@@ -200,6 +200,7 @@ SGLANG_DEPS := torch==2.14.1 torchvision==0.29.2 \
 	mcp==2.3.0 pytest==9.2.0 httpx==0.28.1
 SGLANG_VENV ?= $(HOME)/.cache/harmony-stream/venv-sglang-$(shell echo '$(SGLANG_PIN) $(SGLANG_DEPS)' | sha1sum | cut -c1-12)
 SGLANG_PY := $(SGLANG_VENV)/bin/python
+export HS_BENCH_SGLANG_PYTHON ?= $(SGLANG_PY)
 
 # The virtualenv (made once), with this checkout's wheel in it on every run.
 .PHONY: sglang-venv

@@ -18,6 +18,10 @@ CORPUS_DIR = ROOT / ".cache" / "bench_corpus"
 VOCAB_DIR = ROOT / ".cache" / "tiktoken"
 # The interpreter of the vLLM 0.33.0 virtualenv (its own: see docs/architecture.md, vLLM seam).
 VLLM_PYTHON = Path(os.environ.get("HS_BENCH_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
+# The interpreter of the SGLang 0.5.23 virtualenv (`make sglang-venv`).
+SGLANG_PYTHON = Path(
+    os.environ.get("HS_BENCH_SGLANG_PYTHON", ROOT / ".venv-sglang" / "bin" / "python")
+)
 
 # The paths, in table order: key -> label.
 PATHS = {
