@@ -75,5 +75,6 @@ def test_sglang_route_streamed_costs_less_with_the_plugin(
     fifth at 1k tokens, a nineteenth at 12k)."""
     (on,) = [c for c in _cases(sglang_run, route_corpus, "plugin") if c["key"].endswith("/1")]
     (off,) = [c for c in _cases(sglang_run, route_corpus, "sglang") if c["key"].endswith("/1")]
-    assert on["stream"] and off["stream"]
+    assert on["stream"]
+    assert off["stream"]
     assert min(on["cpu"]) <= 0.5 * min(off["cpu"]), (on["cpu"], off["cpu"])
