@@ -14,8 +14,9 @@ fence's language:
     stated in ``COMMAND_RULES`` (``make TARGET``: ``make -n TARGET``, since
     ``make test`` runs this file; ``pip install``: the requirement parses and names
     extras the package declares; ``harmony-stream serve``: started, it must answer
-    ``GET /v1/models``, then it is stopped; ``vllm serve``: the vLLM suite runs vLLM,
-    here the plugin's entry point must be registered). Every other line runs.
+    ``GET /v1/models``, then it is stopped; ``vllm serve`` and ``python -m
+    sglang.launch_server``: the vLLM and SGLang suites run those servers, here the
+    plugin's entry point must be registered). Every other line runs.
 ``console``
     A shell session: each ``$ COMMAND`` line runs under ``bash`` (no rule applies:
     a session shows what a command prints), and the lines after it, up to the
@@ -266,6 +267,13 @@ def check_vllm_serve(words: list[str], cwd: Path) -> None:
     assert plugins.get("harmony_stream") == "harmony_stream.vllm_plugin:register"
 
 
+def check_sglang_serve(words: list[str], cwd: Path) -> None:
+    from importlib.metadata import entry_points
+
+    plugins = {ep.name: ep.value for ep in entry_points(group="sglang.srt.plugins")}
+    assert plugins.get("harmony_stream") == "harmony_stream.sglang_plugin:register"
+
+
 # pattern of a command line -> (why it is not run here, the check it gets instead)
 COMMAND_RULES: dict[str, tuple[str, Callable[[list[str], Path], None]]] = {
     r"make\b": ("make test runs this file: make -n TARGET instead", check_make),
@@ -275,6 +283,10 @@ COMMAND_RULES: dict[str, tuple[str, Callable[[list[str], Path], None]]] = {
     ),
     r"harmony-stream serve\b": ("runs until stopped: started, asked, stopped", check_serve),
     r"vllm serve\b": ("the vLLM suite runs vLLM: the plugin must be registered", check_vllm_serve),
+    r"python -m sglang\.launch_server\b": (
+        "the SGLang suite runs SGLang: the plugin must be registered",
+        check_sglang_serve,
+    ),
 }
 
 
