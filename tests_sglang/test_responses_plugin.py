@@ -33,9 +33,10 @@ Representation rules (spelling, not content), applied where stated:
   (``store``): removed before the strict checks, as for vLLM;
 * R2 SGLang's response model is built on openai-python 2.8.0's types, older
   than the contract: in a non-streamed (or stored) response a failed MCP call's
-  ``error`` is the error's text, and a browser action with no URL has ``url:
-  ""``; the stream (and its terminal response) carries the engine's items as
-  they are.
+  ``error`` is the error's text, a browser action's missing URL, query or
+  pattern is ``""``,
+  and a browser call cut before it ran is ``failed`` (not ``incomplete``); the
+  stream (and its terminal response) carries the engine's items as they are.
 """
 
 from __future__ import annotations
@@ -148,8 +149,12 @@ def r2(item: dict[str, Any]) -> dict[str, Any]:
     if item.get("type") == "mcp_call" and isinstance(error, dict):
         item["error"] = "".join(p.get("text", "") for p in error.get("content") or ())
     action = item.get("action")
-    if isinstance(action, dict) and "url" in action and action["url"] is None:
-        item["action"] = {**action, "url": ""}
+    needed = {"search": ("query",), "open_page": ("url",), "find_in_page": ("url", "pattern")}
+    if isinstance(action, dict):
+        strings = needed.get(action.get("type", ""), ())
+        item["action"] = {**action, **{k: "" for k in strings if action.get(k) is None}}
+    if item.get("type") == "web_search_call" and item.get("status") == "incomplete":
+        item["status"] = "failed"
     return dict(without_nulls(item))
 
 
@@ -495,3 +500,51 @@ def test_d7_a_generation_error_ends_with_response_failed(
     assert streamed in all_text(final["output"]).replace("\n", "")
     problems = _strict_problems({"failed": on.events})
     assert problems == {}
+
+
+# --- random streams: never an exception out of SGLang's serving loop --------------------
+
+
+def _random_entry(seed: int) -> corpus.Entry:
+    import random
+
+    rng = random.Random(seed)
+    text = corpus.random_harmony_text(rng)
+    # Later turns answer whatever built-in call SGLang's tool loop runs.
+    answer = corpus.Turn("<|channel|>final<|message|>ok<|return|>")
+    return corpus.Entry(
+        f"random_{seed}",
+        (corpus.Turn(text, rng.choice(["stop", "length"])), answer, answer, answer),
+        responses_tools=(corpus.WEATHER_RESPONSES,) if seed % 2 else (corpus.CONTAINER,),
+    )
+
+
+def test_random_streams_are_whole_and_valid(tools: Any) -> None:
+    """40 seeded streams of random Harmony pieces (quirks, stray specials, calls to
+    any recipient), stream and not, plugin on: 200, no exception out of the app,
+    a terminal event, the whole event contract; not streamed, the same items
+    (R2), which SGLang's response model serializes without a complaint."""
+    import warnings
+
+    streams: dict[str, list[dict[str, Any]]] = {}
+    for seed in range(40):
+        entry = _random_entry(seed)
+        results = {}
+        for stream in (True, False):
+            with harness.plugin(True), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                r = harness.responses(entry, stream=stream, tool_server=tools)
+            assert r.status_code == 200, (entry.turns[0].text, r.body[:300])
+            assert r.app_error is None, entry.turns[0].text
+            assert not [
+                str(w.message)[:600] for w in caught if "serializ" in str(w.message).lower()
+            ]
+            results[stream] = r
+        streams[entry.name] = results[True].events
+        final = loose_checks(results[True])
+        plain = results[False].json
+        assert plain is not None
+        assert [without_ids(r2(i)) for i in final["output"]] == [
+            without_ids(r2(i)) for i in plain["output"]
+        ], entry.turns[0].text
+    assert _strict_problems(streams) == {}

@@ -307,14 +307,19 @@ def _attach(context: Any, request: Any, model_name: Any) -> _Engine | None:
     return engine
 
 
+# The strings openai-python 2.8.0 requires in a browser action (newer ones do not).
+_ACTION_STRINGS = {"search": ("query",), "open_page": ("url",), "find_in_page": ("url", "pattern")}
+
+
 def _server_items(adapter: Any, items: list[dict[str, Any]]) -> list[Any]:
     """The engine's items as SGLang's response model holds them (its openai-python's
     types, 2.8.0 for SGLang 0.5.23).
 
     The engine writes the newest Responses shapes; where SGLang's older types
     differ, the item is written as they declare it: an MCP call's ``error``
-    object becomes its text, a browser action with no URL (a page opened by its
-    id) an empty one (strings there). Fields those types do not know
+    object becomes its text, a browser action's missing URL, query or pattern
+    (a page opened by its id, a cut call) an empty string, and a browser call cut before it ran
+    ``failed`` (those types have no ``incomplete`` for it). Fields those types do not know
     (a message's ``phase``) are kept as extra fields. An item they still refuse
     is kept as the engine wrote it, with a warning.
     """
@@ -335,8 +340,11 @@ def _server_items(adapter: Any, items: list[dict[str, Any]]) -> list[Any]:
             parts = error.get("content") or ()
             older["error"] = "".join(str(p.get("text") or "") for p in parts if isinstance(p, dict))
         action = older.get("action")
-        if isinstance(action, dict) and "url" in action and action["url"] is None:
-            older["action"] = {**action, "url": ""}
+        if isinstance(action, dict):
+            needed = _ACTION_STRINGS.get(str(action.get("type")), ())
+            older["action"] = {**action, **{k: "" for k in needed if action.get(k) is None}}
+        if older.get("type") == "web_search_call" and older.get("status") == "incomplete":
+            older["status"] = "failed"
         try:
             out.extend(adapter.validate_python([older]))
         except Exception as e:
