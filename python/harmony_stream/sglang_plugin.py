@@ -318,7 +318,8 @@ def _server_items(adapter: Any, items: list[dict[str, Any]]) -> list[Any]:
     The engine writes the newest Responses shapes; where SGLang's older types
     differ, the item is written as they declare it: an MCP call's ``error``
     object becomes its text, a browser action's missing URL, query or pattern
-    (a page opened by its id, a cut call) an empty string, and a browser call cut before it ran
+    (a page opened by its id, a cut call) an empty string, ``find_in_page``
+    their ``find``, and a browser call cut before it ran
     ``failed`` (those types have no ``incomplete`` for it). Fields those types do not know
     (a message's ``phase``) are kept as extra fields. An item they still refuse
     is kept as the engine wrote it, with a warning.
@@ -342,7 +343,10 @@ def _server_items(adapter: Any, items: list[dict[str, Any]]) -> list[Any]:
         action = older.get("action")
         if isinstance(action, dict):
             needed = _ACTION_STRINGS.get(str(action.get("type")), ())
-            older["action"] = {**action, **{k: "" for k in needed if action.get(k) is None}}
+            action = {**action, **{k: "" for k in needed if action.get(k) is None}}
+            if action.get("type") == "find_in_page":
+                action["type"] = "find"  # its name in those types
+            older["action"] = action
         if older.get("type") == "web_search_call" and older.get("status") == "incomplete":
             older["status"] = "failed"
         try:
