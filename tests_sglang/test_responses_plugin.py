@@ -555,3 +555,55 @@ def test_random_streams_are_whole_and_valid(tools: Any) -> None:
             without_ids(r2(i)) for i in plain["output"]
         ], entry.turns[0].text
     assert _strict_problems(streams) == {}
+
+
+# --- the engine failing (a bug of ours) ------------------------------------------------
+
+
+class _FailingStream:
+    """A ResponseStream whose `feed` raises on its `n`-th call."""
+
+    def __init__(self, real: Any, n: int) -> None:
+        self._real = real
+        self._n = n
+
+    def feed(self, ids: Any) -> Any:
+        from harmony_stream.errors import HarmonyStreamError
+
+        self._n -= 1
+        if self._n == 0:
+            raise HarmonyStreamError("a bug in the engine")
+        return self._real.feed(ids)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_failing_engine_fails_the_response(stream: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never a response that ends without its items: streamed, the open item
+    closes and ``response.failed`` follows; not streamed, the response is
+    ``failed`` with the reason."""
+    from harmony_stream import sglang_plugin
+
+    real = sglang_plugin.ResponseStream
+    monkeypatch.setattr(
+        # Not streamed, the turn is one output: its first feed fails.
+        sglang_plugin,
+        "ResponseStream",
+        lambda *a, **k: _FailingStream(real(*a, **k), 20 if stream else 1),
+    )
+    with harness.plugin(True):
+        r = harness.responses(corpus.BY_NAME["reasoning_final"], stream=stream)
+    assert r.status_code == 200
+    assert r.app_error is None
+    final = terminal(r) if stream else r.json
+    assert final is not None
+    assert final["status"] == "failed"
+    assert final["error"] == {
+        "code": "server_error",
+        "message": "harmony-stream's event engine failed",
+    }
+    if stream:
+        loose.check_stack(r.events)
+        assert _strict_problems({"engine failed": r.events}) == {}

@@ -431,6 +431,18 @@ class Engine:
         self.close(reason)
         return self.drain()
 
+    def abandon(self) -> list[ResponseEvent]:
+        """After the engine failed: its closing events for an ``error`` finish
+        (the open item closed, the terminal event dropped), if the stream can
+        still give them; else none. ``output`` is then the items so far."""
+        if not self.stream.finished:
+            try:
+                self.pending += [e for e in self.stream.finish("error") if e.type not in TERMINAL]
+                self.output = list(self.stream.response()["output"])
+            except HarmonyStreamError:
+                pass
+        return self.drain()
+
     def _break(self, where: str) -> None:
         self.log.exception(
             "harmony-stream: the event engine failed in %s; %s's items kept", where, self.server

@@ -307,6 +307,8 @@ def _attach(context: Any, request: Any, model_name: Any) -> _Engine | None:
     return engine
 
 
+_ENGINE_FAILED = "harmony-stream's event engine failed"
+
 # The strings openai-python 2.8.0 requires in a browser action (newer ones do not).
 _ACTION_STRINGS = {"search": ("query",), "open_page": ("url",), "find_in_page": ("url", "pattern")}
 
@@ -317,12 +319,12 @@ def _server_items(adapter: Any, items: list[dict[str, Any]]) -> list[Any]:
 
     The engine writes the newest Responses shapes; where SGLang's older types
     differ, the item is written as they declare it: an MCP call's ``error``
-    object becomes its text, a browser action's missing URL, query or pattern
-    (a page opened by its id, a cut call) an empty string, ``find_in_page``
-    their ``find``, and a browser call cut before it ran
-    ``failed`` (those types have no ``incomplete`` for it). Fields those types do not know
-    (a message's ``phase``) are kept as extra fields. An item they still refuse
-    is kept as the engine wrote it, with a warning.
+    object becomes its text; a browser action's missing URL, query or pattern (a
+    page opened by its id, a cut call) an empty string, and ``find_in_page``
+    their ``find``; a browser call cut before it ran ``failed`` (they have no
+    ``incomplete`` for it). Fields those types do not know (a message's
+    ``phase``) are kept as extra fields. An item they still refuse is kept as
+    the engine wrote it, with a warning.
     """
     try:
         return list(adapter.validate_python(items))
@@ -400,16 +402,12 @@ def _patch_table() -> list[tuple[Any, str, Any]]:
         if not turns.open:
             turns.open = True
             turns.seen = 0
-            engine.turn.clear()
-            engine.turn_base = engine.stream.analysis_or_call_tokens
             self.finish_reason = None
         if not turns.incremental:
             ids = ids[turns.seen :]
             turns.seen += len(ids)
-        if ids:
-            engine.turn += ids
-            if engine.feed(ids):
-                self._messages += engine.messages()
+        if ids and engine.feed(ids):
+            self._messages += engine.messages()
         meta = output.get("meta_info") or {}
         prompt = meta.get("prompt_tokens") or 0
         completion = meta.get("completion_tokens") or 0
@@ -451,7 +449,7 @@ def _patch_table() -> list[tuple[Any, str, Any]]:
         if self.__dict__.get("_hs_engine") is None:
             return list(orig_messages.__get__(self))
         # As SGLang's streaming context: the output (model and tool messages) only.
-        return list(self._messages[self.num_init_messages :])
+        return self._messages[self.num_init_messages :]  # type: ignore[no-any-return]
 
     table.append((StreamingContext, "messages", property(messages)))
 
@@ -507,9 +505,14 @@ def _patch_table() -> list[tuple[Any, str, Any]]:
         if not isinstance(response, ResponsesResponse):
             return response
         engine.finish(_reason(context.finish_reason))
+        # The same object is in SGLang's response store: retrieval sees it too.
         if engine.output is not None:
-            # The same object is in SGLang's response store: retrieval sees it too.
             response.output = _server_items(output_adapter, engine.output)
+        if engine.broken:
+            # An engine bug: the response fails rather than end without its items.
+            response.status = "failed"
+            response.incomplete_details = None
+            response.error = {"code": "server_error", "message": _ENGINE_FAILED}
         return response
 
     table.append((Serving, "responses_full_generator", responses_full_generator))
@@ -565,9 +568,12 @@ def _patch_table() -> list[tuple[Any, str, Any]]:
             failure = e
             logger.exception("harmony-stream: generation failed mid-stream")
         if engine.broken and failure is None:
-            failure = RuntimeError("harmony-stream's event engine failed")
-        reason = "error" if failure is not None else _reason(context.finish_reason)
-        for event in engine.finish(reason):
+            failure = RuntimeError(_ENGINE_FAILED)
+        if engine.broken:
+            closing = engine.abandon()
+        else:
+            closing = engine.finish("error" if failure else _reason(context.finish_reason))
+        for event in closing:
             yield _numbered(event, number)
             number += 1
 
