@@ -1,13 +1,16 @@
 """What the whole-route bench scripts (vllm_route.py, sglang_route.py) share.
 
 Those scripts run standalone in a server's virtualenv with ``benches/`` as their
-directory, so this module is imported from there (``import _route_common``) and
-needs only the standard library: the server's harness functions it uses
-(``parse_sse``, the event loop) are passed in.
+directory, so this module is imported from there (``import _route_common``, after
+the script's clock has started: it imports FastAPI) and needs only the standard
+library and FastAPI, which both servers have: the server's harness functions it
+uses (``parse_sse``, the event loop) are passed in.
 
-Here: the corpus turn's tokens and their text deltas, the in-process ASGI caller,
-the output checks of the bare route and of ``/v1/responses``, a case and its CPU
-timing, the untimed check run and the timed rounds, the arguments and the JSON.
+Here: the set-up before the server's imports, the corpus turn's tokens and their
+text deltas, the bare route (the floor), the in-process ASGI caller, the output
+checks of the bare route and of ``/v1/responses``, a case and its CPU timing, the
+runner's common part, the untimed check run and the timed rounds, the arguments
+and the JSON.
 """
 
 from __future__ import annotations
@@ -22,10 +25,16 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, TypeVar
+
+from fastapi import FastAPI, Request  # type: ignore[import-not-found]
+from fastapi.responses import (  # type: ignore[import-not-found]
+    JSONResponse,
+    StreamingResponse,
+)
 
 END, RETURN, CALL = 200007, 200002, 200012
 BARE_PROMPT = [200006, 1428, 200008, 13225, 200007]  # any prompt: the bare route ignores it
@@ -34,6 +43,15 @@ ParseSSE = Callable[[bytes], tuple[list[str], list[dict[str, Any]], bool]]
 
 
 # --------------------------------------------------------------------------- the turn
+
+
+def prepare(suite: str) -> Path:
+    """Before the server's imports: the vocabulary's default place, the suite's
+    harness (REPO/`suite`/harness.py) importable; REPO."""
+    repo = Path(__file__).resolve().parents[1]
+    os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str(repo / ".cache" / "tiktoken"))
+    sys.path.insert(0, str(repo / suite))
+    return repo
 
 
 def token_bytes() -> dict[int, bytes]:
@@ -63,26 +81,64 @@ def text_deltas(
     return out
 
 
-@dataclass
-class CorpusTurn:
-    """A bench corpus's last model turn: its tokens, finish reason and the messages
-    it renders (the corpus's last ones)."""
+T = TypeVar("T", bound="Turn")
 
+
+@dataclass
+class Turn:
+    """The request's model turn and what its response must carry."""
+
+    name: str
     tokens: list[int]
     finish_reason: str
-    expected: list[dict[str, Any]]
+    expected: list[dict[str, Any]]  # the rendered messages of this turn
+    prompt: str = "Explain the history of the river bridge."
+
+    @classmethod
+    def load(cls: type[T], corpus_dir: Path, name: str) -> T:
+        """The corpus's last model turn, and the messages it renders (its last ones)."""
+        data = json.loads((corpus_dir / f"{name}.json").read_text(encoding="utf-8"))
+        turn = [t for t in data["turns"] if "tokens" in t][-1]
+        tokens = [int(t) for t in turn["tokens"]]
+        n_messages = sum(1 for t in tokens if t in (END, RETURN, CALL))
+        return cls(
+            name=name,
+            tokens=tokens,
+            finish_reason=turn.get("finish_reason") or "stop",
+            expected=data["expected"][-n_messages:],
+        )
 
 
-def load_last_turn(corpus_dir: Path, name: str) -> CorpusTurn:
-    data = json.loads((corpus_dir / f"{name}.json").read_text(encoding="utf-8"))
-    turn = [t for t in data["turns"] if "tokens" in t][-1]
-    tokens = [int(t) for t in turn["tokens"]]
-    n_messages = sum(1 for t in tokens if t in (END, RETURN, CALL))
-    return CorpusTurn(
-        tokens=tokens,
-        finish_reason=turn.get("finish_reason") or "stop",
-        expected=data["expected"][-n_messages:],
-    )
+def bare_app(
+    outputs: Callable[[dict[str, Any]], AsyncIterator[Any]],
+    text_of: Callable[[Any], str],
+    finish_of: Callable[[Any], Any],
+) -> FastAPI:
+    """The floor: a minimal FastAPI route (``POST /bare``) that reads the JSON body,
+    asks the scripted model for its outputs (`outputs(body)`) and writes one small
+    SSE event (``data: {"delta": ...}``) per output; not streaming, one JSON body
+    with the text and the finish reason."""
+    app = FastAPI()
+
+    @app.post("/bare")  # type: ignore[untyped-decorator]
+    async def bare(raw: Request) -> Any:
+        body = await raw.json()
+        stream = bool(body.get("stream"))
+        outs = outputs(body)
+        if not stream:
+            text, finish = [], None
+            async for out in outs:
+                text.append(text_of(out))
+                finish = finish_of(out)
+            return JSONResponse({"text": "".join(text), "finish_reason": finish})
+
+        async def events() -> AsyncIterator[str]:
+            async for out in outs:
+                yield f"data: {json.dumps({'delta': text_of(out)})}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
 
 
 # --------------------------------------------------------------------------- requests
@@ -266,27 +322,60 @@ def timed_request(
     return status, data
 
 
-@contextlib.contextmanager
-def plugin_installed(plugin: Any, on: bool, name: str) -> Iterator[None]:
-    """The plugin installed (on) or not around a group of requests: installing
-    checks the server's seams and builds the plugin's adapters, which takes a while."""
-    if on and not plugin.install():
-        raise RuntimeError(f"{name}.install() refused")
-    try:
-        yield
-    finally:
-        if on:
-            plugin.uninstall()
+class Runner:
+    """What both scripts' runners share. A script's subclass sets ``plugin`` (the
+    plugin module, or None), ``plugin_name``, ``host`` and ``source`` (the scripted
+    model: ``turn``, ``step``, ``calls``) and gives ``route`` (the app and path of a
+    case), ``request_body`` and ``run`` (the harness's event loop)."""
 
+    plugin: Any = None
+    plugin_name = "plugin"
+    host = "bench"
+    source: Any
 
-class RunnerLike(Protocol):
-    def plugin_state(self, on: bool) -> contextlib.AbstractContextManager[None]: ...
+    def route(self, case: Any) -> tuple[Any, str]:
+        raise NotImplementedError
 
-    def once(self, case: Any, turn: Any, timed: bool) -> tuple[int, bytes]: ...
+    def request_body(self, case: Any, turn: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def run(self, request: Coroutine[Any, Any, tuple[int, bytes]]) -> tuple[int, bytes]:
+        raise NotImplementedError
+
+    def active(self) -> bool:
+        return bool(self.plugin is not None and self.plugin.is_active())
+
+    @contextlib.contextmanager
+    def plugin_state(self, on: bool) -> Iterator[None]:
+        """The plugin installed (on) or not around a group of requests: installing
+        checks the server's seams and builds the plugin's adapters, which takes a
+        while."""
+        if on and not self.plugin.install():
+            raise RuntimeError(f"{self.plugin_name}.install() refused")
+        try:
+            yield
+        finally:
+            if on:
+                self.plugin.uninstall()
+
+    def once(self, case: Case, turn: Any, timed: bool) -> tuple[int, bytes]:
+        """One request (the plugin in the state `case` needs: see plugin_state);
+        a garbage collection before it, outside the clock."""
+        if case.plugin != self.active():
+            raise RuntimeError(f"{case.key}: the plugin is not in the state this case needs")
+        app, path = self.route(case)
+        body = self.request_body(case, turn)
+        source = self.source
+        source.turn, source.step, source.calls = turn, max(1, case.step), 0
+        request = call_asgi(app, path, body, self.host)
+        try:
+            return timed_request(case, timed, self.run, request)
+        finally:
+            source.turn = None
 
 
 def measure(
-    runner: RunnerLike,
+    runner: Runner,
     turn: Any,
     cases: Sequence[Case],
     check: Callable[[Case, int, bytes], str],
@@ -341,6 +430,28 @@ def parse_args(steps_help: str) -> argparse.Namespace:
 
 def steps_of(args: argparse.Namespace) -> list[int]:
     return [int(s) for s in args.steps.split(",")]
+
+
+def run_corpora(
+    args: argparse.Namespace,
+    runner: Runner,
+    out: dict[str, Any],
+    load: Callable[[Path, str], Turn],
+    cases_for: Callable[[str], Sequence[Case]],
+    check: Callable[[Case, Any, int, bytes], str],
+) -> None:
+    """Each corpus of ``--names``: its turn, its cases (those whose key contains
+    ``--only``) measured, and their records in ``out["cases"]``."""
+    out["cases"] = []
+    for name in args.names.split(","):
+        turn = load(args.corpus_dir, name)
+        cases = [c for c in cases_for(name) if args.only in c.key]
+
+        def check_case(case: Case, status: int, body: bytes, turn: Turn = turn) -> str:
+            return check(case, turn, status, body)
+
+        measure(runner, turn, cases, check_case, args.rounds, args.budget)
+        out["cases"] += [case.record(len(turn.tokens)) for case in cases]
 
 
 def header(server: str, version: str, import_seconds: float) -> dict[str, Any]:

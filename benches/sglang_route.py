@@ -43,35 +43,25 @@ round, turn by turn), so machine load drifts alike.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import importlib
-import json
 import logging
-import os
 import sys
 import time
 import types
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import _route_common as common
-
 START = time.perf_counter()
-REPO = Path(__file__).resolve().parents[1]
 warnings.filterwarnings("ignore")
-os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str(REPO / ".cache" / "tiktoken"))
-sys.path.insert(0, str(REPO / "tests_sglang"))
+
+import _route_common as common  # noqa: E402
+
+common.prepare("tests_sglang")
 
 import harness  # type: ignore[import-not-found]  # noqa: E402
-from fastapi import FastAPI, Request  # type: ignore[import-not-found]  # noqa: E402
-from fastapi.responses import (  # type: ignore[import-not-found]  # noqa: E402
-    JSONResponse,
-    StreamingResponse,
-)
 
 logging.disable(logging.WARNING)
 IMPORT_SECONDS = time.perf_counter() - START
@@ -105,28 +95,15 @@ def chunks_of(tokens: list[int], step: int) -> list[Chunk]:
 
 
 @dataclass
-class Turn:
+class Turn(common.Turn):
     """The request's model turn and what its response must carry."""
 
-    name: str
-    tokens: list[int]
-    finish_reason: str
-    expected: list[dict[str, Any]]  # the rendered messages of this turn
     chunks: dict[int, list[Chunk]] = field(default_factory=dict)
-    prompt: str = "Explain the history of the river bridge."
 
     def outputs(self, step: int) -> list[Chunk]:
         if step not in self.chunks:
             self.chunks[step] = chunks_of(self.tokens, step)
         return self.chunks[step]
-
-
-def load_turn(corpus_dir: Path, name: str) -> Turn:
-    """The corpus's last model turn, and the messages it renders (its last ones)."""
-    last = common.load_last_turn(corpus_dir, name)
-    return Turn(
-        name=name, tokens=last.tokens, finish_reason=last.finish_reason, expected=last.expected
-    )
 
 
 class Manager:
@@ -172,30 +149,18 @@ class Manager:
             await asyncio.sleep(0)
 
 
-def bare_app(manager: Manager) -> FastAPI:
+def bare_app(manager: Manager) -> Any:
     """The floor: one small SSE event per output, nothing else."""
-    app = FastAPI()
 
-    @app.post("/bare")  # type: ignore[untyped-decorator]
-    async def bare(raw: Request) -> Any:
-        body = await raw.json()
-        stream = bool(body.get("stream"))
-        obj = types.SimpleNamespace(rid="bare", input_ids=BARE_PROMPT, stream=stream)
-        outputs = manager.generate_request(obj)
-        if not stream:
-            text, finish = [], None
-            async for out in outputs:
-                text.append(out["text"])
-                finish = out["meta_info"]["finish_reason"]
-            return JSONResponse({"text": "".join(text), "finish_reason": finish})
+    def outputs(body: dict[str, Any]) -> AsyncIterator[Any]:
+        obj = types.SimpleNamespace(
+            rid="bare", input_ids=BARE_PROMPT, stream=bool(body.get("stream"))
+        )
+        return manager.generate_request(obj)
 
-        async def events() -> AsyncIterator[str]:
-            async for out in outputs:
-                yield f"data: {json.dumps({'delta': out['text']})}\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    return app
+    return common.bare_app(
+        outputs, lambda out: out["text"], lambda out: out["meta_info"]["finish_reason"]
+    )
 
 
 # --------------------------------------------------------------------------- requests
@@ -210,9 +175,9 @@ def request_body(endpoint: str, turn: Turn, stream: bool) -> dict[str, Any]:
 # --------------------------------------------------------------------------- checks
 
 
-def check(endpoint: str, turn: Turn, stream: bool, status: int, body: bytes) -> str:
+def check(case: common.Case, turn: Turn, status: int, body: bytes) -> str:
     """'' if the response carries the turn's messages, else what differs."""
-    exp = turn.expected
+    endpoint, stream, exp = case.endpoint, case.stream, turn.expected
     try:
         if endpoint == "bare":
             plain = [t for t in turn.tokens if not harness.ENCODING.is_special_token(t)]
@@ -244,10 +209,13 @@ def load_plugin() -> Any:
         return None
 
 
-class Runner:
+class Runner(common.Runner):
+    plugin_name = "sglang_plugin"
+    host = "sglang.bench"
+
     def __init__(self) -> None:
         self.plugin = load_plugin()
-        self.manager = Manager()
+        self.manager = self.source = Manager()
         self.servings: dict[bool, Any] = {}
         for on in (False, True) if self.plugin is not None else (False,):
             with self.plugin_state(on):
@@ -258,32 +226,18 @@ class Runner:
             self.servings[on] = serving.responses
         self.bare = bare_app(self.manager)
 
-    def active(self) -> bool:
-        return bool(self.plugin is not None and self.plugin.is_active())
-
-    @contextlib.contextmanager
-    def plugin_state(self, on: bool) -> Iterator[None]:
-        """The plugin installed (on) or not around a group of requests."""
-        with common.plugin_installed(self.plugin, on, "sglang_plugin"):
-            yield
-
-    def once(self, case: Case, turn: Turn, timed: bool) -> tuple[int, bytes]:
-        """One request (the plugin in the state `case` needs: see plugin_state);
-        a garbage collection before it, outside the clock."""
-        if case.plugin != self.active():
-            raise RuntimeError(f"{case.key}: the plugin is not in the state this case needs")
+    def route(self, case: common.Case) -> tuple[Any, str]:
         if case.endpoint == "bare":
-            app, path = self.bare, "/bare"
-        else:
-            app, path = harness.APP, "/v1/responses"
-            app.state.openai_serving_responses = self.servings[case.plugin]
-        body = request_body(case.endpoint, turn, case.stream)
-        self.manager.turn, self.manager.step, self.manager.calls = turn, max(1, case.step), 0
-        request = common.call_asgi(app, path, body, "sglang.bench")
-        try:
-            return common.timed_request(case, timed, harness.run, request)
-        finally:
-            self.manager.turn = None
+            return self.bare, "/bare"
+        app = harness.APP
+        app.state.openai_serving_responses = self.servings[case.plugin]
+        return app, "/v1/responses"
+
+    def request_body(self, case: common.Case, turn: Turn) -> dict[str, Any]:
+        return request_body(case.endpoint, turn, case.stream)
+
+    def run(self, request: Any) -> tuple[int, bytes]:
+        return harness.run(request)  # type: ignore[no-any-return]
 
 
 def cases_for(corpus: str, steps: list[int], plugin: bool) -> list[Case]:
@@ -311,16 +265,10 @@ def main() -> int:
     out["skipped"] = (
         [] if runner.plugin is not None else ["plugin: no harmony_stream.sglang_plugin"]
     )
-    out["cases"] = []
-    for name in args.names.split(","):
-        turn = load_turn(args.corpus_dir, name)
-        cases = [c for c in cases_for(name, steps, runner.plugin is not None) if args.only in c.key]
-
-        def check_case(case: common.Case, status: int, body: bytes, turn: Turn = turn) -> str:
-            return check(case.endpoint, turn, case.stream, status, body)
-
-        common.measure(runner, turn, cases, check_case, args.rounds, args.budget)
-        out["cases"] += [case.record(len(turn.tokens)) for case in cases]
+    plugin = runner.plugin is not None
+    common.run_corpora(
+        args, runner, out, Turn.load, lambda name: cases_for(name, steps, plugin), check
+    )
     common.write_result(out, harness.close)
     return 0
 

@@ -40,7 +40,6 @@ turn), so machine load drifts alike.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -48,26 +47,19 @@ import sys
 import time
 import types
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import _route_common as common
-
 START = time.perf_counter()
-REPO = Path(__file__).resolve().parents[1]
 warnings.filterwarnings("ignore")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str(REPO / ".cache" / "tiktoken"))
-sys.path.insert(0, str(REPO / "tests_vllm"))
+
+import _route_common as common  # noqa: E402
+
+common.prepare("tests_vllm")
 
 import harness  # type: ignore[import-not-found]  # noqa: E402
-from fastapi import FastAPI, Request  # type: ignore[import-not-found]  # noqa: E402
-from fastapi.responses import (  # type: ignore[import-not-found]  # noqa: E402
-    JSONResponse,
-    StreamingResponse,
-)
 from vllm import SamplingParams  # noqa: E402
 from vllm.outputs import CompletionOutput, RequestOutput  # noqa: E402
 from vllm.sampling_params import RequestOutputKind  # noqa: E402
@@ -113,13 +105,9 @@ def engine_steps(tokens: list[int], finish: str, step: int, skip_special: bool) 
 
 
 @dataclass
-class Turn:
+class Turn(common.Turn):
     """The request's model turn (harness.TurnLike) and what its response must carry."""
 
-    name: str
-    tokens: list[int]
-    finish_reason: str
-    expected: list[dict[str, Any]]  # the rendered messages of this turn
     steps: dict[tuple[int, bool], list[Step]] = field(default_factory=dict)
 
     # harness.TranscriptLike
@@ -129,21 +117,12 @@ class Turn:
 
     responses_tools: tuple[dict[str, Any], ...] = ()
     chat_tools: tuple[dict[str, Any], ...] | None = None
-    prompt: str = "Explain the history of the river bridge."
 
     def outputs(self, step: int, skip_special: bool) -> list[Step]:
         key = (step, skip_special)
         if key not in self.steps:
             self.steps[key] = engine_steps(self.tokens, self.finish_reason, step, skip_special)
         return self.steps[key]
-
-
-def load_turn(corpus_dir: Path, name: str) -> Turn:
-    """The corpus's last model turn, and the messages it renders (its last ones)."""
-    last = common.load_last_turn(corpus_dir, name)
-    return Turn(
-        name=name, tokens=last.tokens, finish_reason=last.finish_reason, expected=last.expected
-    )
 
 
 class Engine:
@@ -191,34 +170,21 @@ class Engine:
             await asyncio.sleep(0)
 
 
-def bare_app(engine: Engine) -> FastAPI:
+def bare_app(engine: Engine) -> Any:
     """The floor: one small SSE event per engine output, nothing else."""
-    app = FastAPI()
 
-    @app.post("/bare")  # type: ignore[untyped-decorator]
-    async def bare(raw: Request) -> Any:
-        body = await raw.json()
+    def outputs(body: dict[str, Any]) -> AsyncIterator[RequestOutput]:
         stream = bool(body.get("stream"))
         params = SamplingParams(
             max_tokens=body.get("max_tokens") or 65536,
             output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
             skip_special_tokens=False,
         )
-        outputs = engine.generate({"prompt_token_ids": BARE_PROMPT}, params, "bare")
-        if not stream:
-            text, finish = [], None
-            async for out in outputs:
-                text.append(out.outputs[0].text)
-                finish = out.outputs[0].finish_reason
-            return JSONResponse({"text": "".join(text), "finish_reason": finish})
+        return engine.generate({"prompt_token_ids": BARE_PROMPT}, params, "bare")
 
-        async def events() -> AsyncIterator[str]:
-            async for out in outputs:
-                yield f"data: {json.dumps({'delta': out.outputs[0].text})}\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    return app
+    return common.bare_app(
+        outputs, lambda out: out.outputs[0].text, lambda out: out.outputs[0].finish_reason
+    )
 
 
 # --------------------------------------------------------------------------- requests
@@ -242,9 +208,9 @@ def request_body(endpoint: str, turn: Turn, stream: bool) -> dict[str, Any]:
 # --------------------------------------------------------------------------- checks
 
 
-def check(endpoint: str, turn: Turn, stream: bool, status: int, body: bytes) -> str:
+def check(case: common.Case, turn: Turn, status: int, body: bytes) -> str:
     """'' if the response carries the turn's messages, else what differs."""
-    exp = turn.expected
+    endpoint, stream, exp = case.endpoint, case.stream, turn.expected
     try:
         if endpoint == "bare":
             want = str(harness.ENCODING.decode(turn.tokens))
@@ -282,12 +248,15 @@ class Case(common.Case):
     SERVER = "vllm"
 
 
-class Runner:
+class Runner(common.Runner):
+    plugin_name = "vllm_plugin"
+    host = "vllm.bench"
+
     def __init__(self) -> None:
         from harmony_stream import vllm_plugin
 
         self.plugin = vllm_plugin
-        self.engine = Engine()
+        self.engine = self.source = Engine()
         self.apps: dict[bool, Any] = {}
         for on in (False, True):
             with harness.plugin(on):
@@ -298,25 +267,15 @@ class Runner:
             self.apps[on] = app.app
         self.bare = bare_app(self.engine)
 
-    @contextlib.contextmanager
-    def plugin_state(self, on: bool) -> Iterator[None]:
-        """The plugin installed (on) or not around a group of requests."""
-        with common.plugin_installed(self.plugin, on, "vllm_plugin"):
-            yield
-
-    def once(self, case: Case, turn: Turn, timed: bool) -> tuple[int, bytes]:
-        """One request (the plugin in the state `case` needs: see plugin_state);
-        a garbage collection before it, outside the clock."""
-        if case.plugin != self.plugin.is_active():
-            raise RuntimeError(f"{case.key}: the plugin is not in the state this case needs")
+    def route(self, case: common.Case) -> tuple[Any, str]:
         app = self.bare if case.endpoint == "bare" else self.apps[case.plugin]
-        body = request_body(case.endpoint, turn, case.stream)
-        self.engine.turn, self.engine.step, self.engine.calls = turn, max(1, case.step), 0
-        request = common.call_asgi(app, ENDPOINT_PATH[case.endpoint], body, "vllm.bench")
-        try:
-            return common.timed_request(case, timed, harness.run, request)
-        finally:
-            self.engine.turn = None
+        return app, ENDPOINT_PATH[case.endpoint]
+
+    def request_body(self, case: common.Case, turn: Turn) -> dict[str, Any]:
+        return request_body(case.endpoint, turn, case.stream)
+
+    def run(self, request: Any) -> tuple[int, bytes]:
+        return harness.run(request)  # type: ignore[no-any-return]
 
 
 def cases_for(corpus: str, steps: list[int]) -> list[Case]:
@@ -343,16 +302,7 @@ def main() -> int:
     freeze_gc_heap()
     steps = common.steps_of(args)
     out = common.header("vllm", vllm.__version__, IMPORT_SECONDS)
-    out["cases"] = []
-    for name in args.names.split(","):
-        turn = load_turn(args.corpus_dir, name)
-        cases = [c for c in cases_for(name, steps) if args.only in c.key]
-
-        def check_case(case: common.Case, status: int, body: bytes, turn: Turn = turn) -> str:
-            return check(case.endpoint, turn, case.stream, status, body)
-
-        common.measure(runner, turn, cases, check_case, args.rounds, args.budget)
-        out["cases"] += [case.record(len(turn.tokens)) for case in cases]
+    common.run_corpora(args, runner, out, Turn.load, lambda name: cases_for(name, steps), check)
     common.write_result(out, harness.close)
     return 0
 
