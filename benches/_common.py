@@ -241,16 +241,25 @@ def run_route_script(
         "--steps", ",".join(str(s) for s in store.mode.route_steps),
         "--rounds", str(store.mode.route_rounds),
     ]  # fmt: skip
+    load_before = os.getloadavg()
+    data = run_json_script(store, cmd, f"{what} bench")
+    if "error" not in data:
+        data["load_before"] = list(load_before)
+    return data
+
+
+def run_json_script(store: Store, cmd: list[str], what: str) -> dict[str, Any]:
+    """Run `cmd` (a bench script in a server's virtualenv, the vocabulary's place in
+    its environment) as one subprocess; the JSON object on its last stdout line, or
+    {"error": why} (also noted in the store) if it failed or wrote nothing."""
     env = dict(os.environ)
     env.setdefault("TIKTOKEN_ENCODINGS_BASE", str(VOCAB_DIR))
-    load_before = os.getloadavg()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not proc.stdout.strip():
-        msg = f"{what} bench failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}"
+        msg = f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}"
         store.note(msg)
         return {"error": msg}
     data: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    data["load_before"] = list(load_before)
     return data
 
 
