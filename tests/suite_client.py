@@ -1,7 +1,8 @@
 """The client side the two server suites' harnesses share (tests_vllm/harness.py,
 tests_sglang/harness.py): an in-process POST to the server's ASGI app over httpx,
 an ASGI wrapper that records an exception escaping the app, the SSE parser and
-the reading of a response into what the suites' ``Result`` holds.
+the reading of a response into what the suites' ``Result`` holds, and
+``normalize`` for comparing responses.
 
 Each harness puts this directory on ``sys.path`` (appended) before importing it;
 the suites run in the servers' virtualenvs, which have httpx (imported when a
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+ID_KEYS = frozenset({"id", "item_id", "call_id", "response_id", "container_id"})
 REQUEST_TIMEOUT_S = 60
 
 
@@ -122,3 +124,22 @@ def final_response(
         if ev.get("type") in TERMINAL:
             return ev["response"]  # type: ignore[no-any-return]
     return None
+
+
+def normalize(obj: Any) -> Any:
+    """Random ids replaced by placeholders in order of first appearance (so which
+    ids are equal is kept), timestamps zeroed."""
+    seen: dict[str, str] = {}
+
+    def walk(o: Any, key: str | None = None) -> Any:
+        if isinstance(o, dict):
+            return {k: walk(v, k) for k, v in o.items()}
+        if isinstance(o, list):
+            return [walk(v) for v in o]
+        if key in ID_KEYS and isinstance(o, str):
+            return seen.setdefault(o, f"<id{len(seen)}>")
+        if key in ("created_at", "created"):
+            return 0
+        return o
+
+    return walk(obj)

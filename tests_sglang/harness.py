@@ -64,6 +64,7 @@ from sglang.srt.runtime_context import get_context, get_serving, publish  # noqa
 from sglang.srt.server_args import ServerArgs  # noqa: E402
 from suite_client import TERMINAL as TERMINAL  # noqa: E402
 from suite_client import CatchAppErrors, final_response, read_response  # noqa: E402
+from suite_client import normalize as normalize  # noqa: E402  (harness.normalize)
 from suite_client import parse_sse as parse_sse  # noqa: E402  (harness.parse_sse)
 from suite_client import post as _post  # noqa: E402
 
@@ -596,27 +597,6 @@ def http_server(serving: Serving, transcript: TranscriptLike, *, step: int = 1) 
 
 
 # --- checking and comparing outputs ---------------------------------------------
-
-ID_KEYS = frozenset({"id", "item_id", "call_id", "response_id", "container_id"})
-
-
-def normalize(obj: Any) -> Any:
-    """Random ids replaced by placeholders in order of first appearance (so which
-    ids are equal is kept), timestamps zeroed."""
-    seen: dict[str, str] = {}
-
-    def walk(o: Any, key: str | None = None) -> Any:
-        if isinstance(o, dict):
-            return {k: walk(v, k) for k, v in o.items()}
-        if isinstance(o, list):
-            return [walk(v) for v in o]
-        if key in ID_KEYS and isinstance(o, str):
-            return seen.setdefault(o, f"<id{len(seen)}>")
-        if key in ("created_at", "created"):
-            return 0
-        return o
-
-    return walk(obj)
 
 
 def check_stream(r: Result, *, strict: bool = False) -> dict[str, Any]:

@@ -49,6 +49,7 @@ import httpx  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from openai_harmony import HarmonyEncodingName, load_harmony_encoding  # noqa: E402
 from suite_client import CatchAppErrors, final_response, post, read_response  # noqa: E402
+from suite_client import normalize as normalize  # noqa: E402  (harness.normalize)
 from suite_client import parse_sse as parse_sse  # noqa: E402  (harness.parse_sse)
 from vllm.entrypoints.mcp.tool_server import MCPToolServer, ToolServer  # noqa: E402
 from vllm.entrypoints.openai.chat_completion import api_router as chat_router  # noqa: E402
@@ -469,28 +470,6 @@ def chat(
 
 
 # --- comparing outputs ------------------------------------------------------------
-
-
-ID_KEYS = frozenset({"id", "item_id", "call_id", "response_id", "container_id"})
-
-
-def normalize(obj: Any) -> Any:
-    """Random ids replaced by placeholders in order of first appearance (so which
-    ids are equal is kept), timestamps zeroed."""
-    seen: dict[str, str] = {}
-
-    def walk(o: Any, key: str | None = None) -> Any:
-        if isinstance(o, dict):
-            return {k: walk(v, k) for k, v in o.items()}
-        if isinstance(o, list):
-            return [walk(v) for v in o]
-        if key in ID_KEYS and isinstance(o, str):
-            return seen.setdefault(o, f"<id{len(seen)}>")
-        if key in ("created_at", "created"):
-            return 0
-        return o
-
-    return walk(obj)
 
 
 @dataclass
