@@ -219,3 +219,57 @@ class Store:
     def note(self, text: str) -> None:
         if text not in self.notes:
             self.notes.append(text)
+
+
+def run_route_script(
+    store: Store, python: Path, script: str, what: str, make_target: str
+) -> dict[str, Any]:
+    """Run the whole-route bench `script` (in benches/) with the server virtualenv's
+    `python` on the mode's route corpora and steps, as one subprocess; the JSON it
+    writes, with ``load_before`` (the load average before it), or {"skip"/"error":
+    why}, also noted in the store. `what` names the bench in those notes."""
+    if not python.exists():
+        msg = f"{what} bench skipped: {python} is absent (make {make_target})"
+        store.note(msg)
+        return {"skip": msg}
+    names = [n for n in store.mode.route_corpora if n in store.corpora]
+    cmd = [
+        str(python),
+        str(BENCH_DIR / script),
+        "--corpus-dir", str(CORPUS_DIR),
+        "--names", ",".join(names),
+        "--steps", ",".join(str(s) for s in store.mode.route_steps),
+        "--rounds", str(store.mode.route_rounds),
+    ]  # fmt: skip
+    load_before = os.getloadavg()
+    data = run_json_script(store, cmd, f"{what} bench")
+    if "error" not in data:
+        data["load_before"] = list(load_before)
+    return data
+
+
+def run_json_script(store: Store, cmd: list[str], what: str) -> dict[str, Any]:
+    """Run `cmd` (a bench script in a server's virtualenv, the vocabulary's place in
+    its environment) as one subprocess; the JSON object on its last stdout line, or
+    {"error": why} (also noted in the store) if it failed or wrote nothing."""
+    env = dict(os.environ)
+    env.setdefault("TIKTOKEN_ENCODINGS_BASE", str(VOCAB_DIR))
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        msg = f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}"
+        store.note(msg)
+        return {"error": msg}
+    data: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return data
+
+
+def route_cases(run: dict[str, Any], corpus: str, who: str) -> list[dict[str, Any]]:
+    """The cases of a whole-route run (run_route_script) on `corpus` whose key's WHO
+    is `who`; the test skipped or failed if the run was."""
+    import pytest
+
+    if "skip" in run:
+        pytest.skip(run["skip"])
+    if "error" in run:
+        pytest.fail(run["error"], pytrace=False)
+    return [c for c in run["cases"] if c["corpus"] == corpus and f"/{who}/" in c["key"]]

@@ -9,39 +9,20 @@ Performance, quotes a full run's).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from typing import Any
 
 import pytest
-from _common import BENCH_DIR, CORPUS_DIR, SGLANG_PYTHON, VOCAB_DIR, Store
+from _common import SGLANG_PYTHON, Store, route_cases, run_route_script
 
 
 @pytest.fixture(scope="module")
 def sglang_run(store: Store) -> dict[str, Any]:
     """The subprocess's JSON (or {"skip"/"error": why})."""
-    if not SGLANG_PYTHON.exists():
-        msg = f"SGLang whole-route bench skipped: {SGLANG_PYTHON} is absent (make sglang-venv)"
-        store.note(msg)
-        return {"skip": msg}
-    names = [n for n in store.mode.route_corpora if n in store.corpora]
-    cmd = [
-        str(SGLANG_PYTHON),
-        str(BENCH_DIR / "sglang_route.py"),
-        "--corpus-dir", str(CORPUS_DIR),
-        "--names", ",".join(names),
-        "--steps", ",".join(str(s) for s in store.mode.route_steps),
-        "--rounds", str(store.mode.route_rounds),
-    ]  # fmt: skip
-    env = dict(os.environ)
-    env.setdefault("TIKTOKEN_ENCODINGS_BASE", str(VOCAB_DIR))
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        msg = f"SGLang whole-route bench failed (exit {proc.returncode}): {proc.stderr[-800:]}"
-        store.note(msg)
-        return {"error": msg}
-    data: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    data = run_route_script(
+        store, SGLANG_PYTHON, "sglang_route.py", "SGLang whole-route", "sglang-venv"
+    )
+    if "skip" in data or "error" in data:
+        return data
     for case in data["cases"]:
         if case["cpu"] and not case["problem"]:
             us = min(case["cpu"]) / case["tokens"] * 1e6
@@ -49,19 +30,11 @@ def sglang_run(store: Store) -> dict[str, Any]:
     return data
 
 
-def _cases(run: dict[str, Any], corpus: str, who: str) -> list[dict[str, Any]]:
-    if "skip" in run:
-        pytest.skip(run["skip"])
-    if "error" in run:
-        pytest.fail(run["error"], pytrace=False)
-    return [c for c in run["cases"] if c["corpus"] == corpus and f"/{who}/" in c["key"]]
-
-
 @pytest.mark.parametrize("who", ["bare", "sglang", "plugin"])
 def test_sglang_route(sglang_run: dict[str, Any], route_corpus: str, who: str) -> None:
     """Each case ran and its response carried the turn's messages (checked before
     it was timed)."""
-    cases = _cases(sglang_run, route_corpus, who)
+    cases = route_cases(sglang_run, route_corpus, who)
     assert cases, f"no {who} case ran on {route_corpus}"
     failed = [f"{c['key']}: {c['problem']}" for c in cases if c["problem"] or not c["cpu"]]
     assert not failed, "; ".join(failed)
@@ -73,8 +46,8 @@ def test_sglang_route_streamed_costs_less_with_the_plugin(
     """Target (a ratio, one process, the same rounds): a streamed /v1/responses
     token costs at most half of SGLang alone's with the plugin on (measured: a
     fifth at 1k tokens, a nineteenth at 12k)."""
-    (on,) = [c for c in _cases(sglang_run, route_corpus, "plugin") if c["key"].endswith("/1")]
-    (off,) = [c for c in _cases(sglang_run, route_corpus, "sglang") if c["key"].endswith("/1")]
+    (on,) = [c for c in route_cases(sglang_run, route_corpus, "plugin") if c["key"].endswith("/1")]
+    (off,) = [c for c in route_cases(sglang_run, route_corpus, "sglang") if c["key"].endswith("/1")]
     assert on["stream"]
     assert off["stream"]
     assert min(on["cpu"]) <= 0.5 * min(off["cpu"]), (on["cpu"], off["cpu"])

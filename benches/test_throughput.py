@@ -7,14 +7,11 @@ baseline runs in its own virtualenv as one subprocess for all corpora.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import time
 from typing import Any
 
 import pytest
-from _common import BASELINE_4, CORPUS_DIR, VLLM_PLUGIN, VLLM_PYTHON, VOCAB_DIR, Result, Store
+from _common import BASELINE_4, CORPUS_DIR, VLLM_PLUGIN, VLLM_PYTHON, Result, Store, run_json_script
 from _paths import PATH_CLASSES, HsSse
 
 # The per-token SSE body of each corpus: the reference the other harmony-stream paths
@@ -117,14 +114,9 @@ def vllm_run(store: Store) -> dict[str, Any]:
         "--max-rounds", str(store.mode.max_rounds),
         "--plugin",
     ]  # fmt: skip
-    env = dict(os.environ)
-    env.setdefault("TIKTOKEN_ENCODINGS_BASE", str(VOCAB_DIR))
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        msg = f"vLLM baseline failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}"
-        store.note(msg)
-        return {"error": msg}
-    data: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    data = run_json_script(store, cmd, "vLLM baseline")
+    if "error" in data:
+        return data
     store.note(
         f"vLLM {data['vllm']} (Python {data['python']}) ran in {VLLM_PYTHON.parent.parent}; "
         f"its import took {data['import_seconds']:.1f} s (not timed)"

@@ -8,7 +8,6 @@ appended to ``sys.path``, so this directory's own modules come first.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,9 @@ for _shared in (_ROOT / "tests_vllm", _ROOT / "tests"):
         sys.path.append(str(_shared))
 
 import harness  # noqa: E402
-import mcp_servers  # noqa: E402
+
+# The session fixtures both suites share: mcp, tool_server, _event_loop.
+from suite_fixtures import _event_loop, mcp, tool_server  # noqa: E402, F401
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,28 +29,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def mcp() -> Iterator[mcp_servers.RunningServers]:
-    """The real MCP servers (container, python, browser) on a free local port."""
-    servers = mcp_servers.start_servers()
-    try:
-        yield servers
-    finally:
-        servers.stop()
-
-
-@pytest.fixture(scope="session")
-def tool_server(mcp: mcp_servers.RunningServers) -> harness.MCPToolServer:
-    """SGLang's own MCPToolServer, connected to them (SGLang's --tool-server)."""
-    return harness.connect_tool_server(mcp.tool_server_arg)
-
-
-@pytest.fixture(scope="session")
-def streaming_tool_server(tool_server: harness.MCPToolServer) -> harness.ForwardingToolServer:
+def streaming_tool_server(
+    tool_server: harness.MCPToolServer,  # noqa: F811  (the shared fixture, asked for by name)
+) -> harness.ForwardingToolServer:
     """The same tools behind a tool server SGLang lets stream (see ForwardingToolServer)."""
     return harness.ForwardingToolServer(tool_server)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _event_loop() -> Iterator[None]:
-    yield
-    harness.close()

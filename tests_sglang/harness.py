@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sys
 import time
-import traceback
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,6 +43,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Before SGLang (and openai_harmony) read their environment: the vocabulary offline.
 os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str(REPO / ".cache" / "tiktoken"))
+
+# The client side both suites share (tests/suite_client.py): appended, so this
+# directory's own modules come first.
+if str(REPO / "tests") not in sys.path:
+    sys.path.append(str(REPO / "tests"))
 
 import logging  # noqa: E402
 import warnings  # noqa: E402
@@ -59,6 +62,11 @@ from sglang.srt.entrypoints.openai.serving_responses import OpenAIServingRespons
 from sglang.srt.entrypoints.openai.tool_server import MCPToolServer, ToolServer  # noqa: E402
 from sglang.srt.runtime_context import get_context, get_serving, publish  # noqa: E402
 from sglang.srt.server_args import ServerArgs  # noqa: E402
+from suite_client import TERMINAL as TERMINAL  # noqa: E402
+from suite_client import CatchAppErrors, final_response, read_response  # noqa: E402
+from suite_client import normalize as normalize  # noqa: E402  (harness.normalize)
+from suite_client import parse_sse as parse_sse  # noqa: E402  (harness.parse_sse)
+from suite_client import post as _post  # noqa: E402
 
 for _quiet in ("httpx", "mcp", "sglang"):
     logging.getLogger(_quiet).setLevel(logging.CRITICAL)
@@ -417,26 +425,12 @@ class Serving:
 TIMELINE: list[tuple[str, str]] = []
 
 
-class _CatchAppErrors:
-    """ASGI wrapper recording an exception that escapes SGLang's app (e.g. mid-stream)
-    and, in TIMELINE, each SSE event when the app sends it."""
-
-    def __init__(self, app: Any, errors: list[str]) -> None:
-        self.app, self.errors = app, errors
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        async def recording_send(message: Any) -> None:
-            if message.get("type") == "http.response.body":
-                for line in bytes(message.get("body", b"")).decode("utf-8").split("\n"):
-                    if line.startswith("event: "):
-                        TIMELINE.append(("event", line[len("event: ") :]))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        except Exception as e:
-            self.errors.append("".join(traceback.format_exception_only(type(e), e)).strip())
-            raise
+def _record_events(message: Any) -> None:
+    """In TIMELINE, each SSE event when the app sends it."""
+    if message.get("type") == "http.response.body":
+        for line in bytes(message.get("body", b"")).decode("utf-8").split("\n"):
+            if line.startswith("event: "):
+                TIMELINE.append(("event", line[len("event: ") :]))
 
 
 def build_serving(tool_server: ToolServer | None = None, *, incremental: bool = False) -> Serving:
@@ -511,61 +505,18 @@ class Result:
     @property
     def final_response(self) -> dict[str, Any] | None:
         """The terminal event's response (stream) or the body."""
-        if not self.stream:
-            return self.json
-        for ev in reversed(self.events):
-            if ev.get("type") in TERMINAL:
-                return ev["response"]  # type: ignore[no-any-return]
-        return None
+        return final_response(self.stream, self.json, self.events)
 
     @property
     def types(self) -> list[str]:
         return [str(ev.get("type")) for ev in self.events]
 
 
-TERMINAL = ("response.completed", "response.incomplete", "response.failed")
-
-
-def parse_sse(body: bytes) -> tuple[list[str | None], list[dict[str, Any]], bool]:
-    """SSE blocks → (`event:` names, data objects, whether `data: [DONE]` came)."""
-    names: list[str | None] = []
-    events: list[dict[str, Any]] = []
-    done = False
-    for block in body.decode("utf-8").split("\n\n"):
-        if not block.strip():
-            continue
-        name, data = None, []
-        for line in block.split("\n"):
-            if line.startswith("event: "):
-                name = line[len("event: ") :]
-            elif line.startswith("data: "):
-                data.append(line[len("data: ") :])
-            elif line.startswith(":"):
-                continue  # SSE comment (keep-alive)
-            else:
-                raise AssertionError(f"unexpected SSE line {line!r}")
-        payload = "\n".join(data)
-        if payload == "[DONE]":
-            done = True
-            continue
-        names.append(name)
-        events.append(json.loads(payload))
-    return names, events, done
-
-
-REQUEST_TIMEOUT_S = 60
-
-
 async def post(app: Any, path: str, body: dict[str, Any], errors: list[str]) -> httpx.Response:
-    """POST `body` as JSON to the in-process app; the whole body read."""
-    transport = httpx.ASGITransport(
-        app=_CatchAppErrors(app, errors),
-        raise_app_exceptions=False,
-    )
-    async with httpx.AsyncClient(transport=transport, base_url="http://sglang.test") as client:
-        # httpx's timeout does not reach an in-process app: a response that never
-        # ends fails the test after REQUEST_TIMEOUT_S instead of hanging the suite.
-        return await asyncio.wait_for(client.post(path, json=body), REQUEST_TIMEOUT_S)
+    """POST `body` as JSON to the in-process app; the whole body read. An exception
+    escaping the app goes to `errors`, each SSE event to TIMELINE when it is sent."""
+    wrapped = CatchAppErrors(app, errors, _record_events)
+    return await _post(wrapped, path, body, base_url="http://sglang.test")
 
 
 def responses(
@@ -598,18 +549,7 @@ def responses(
         serving.manager.script = None
     if script.errors:
         raise AssertionError("; ".join(script.errors))
-    content_type = response.headers.get("content-type", "")
-    names: list[str | None] = []
-    events: list[dict[str, Any]] = []
-    done = False
-    parsed_json = None
-    if stream and content_type.startswith("text/event-stream"):
-        names, events, done = parse_sse(response.content)
-    elif response.content:
-        try:
-            parsed_json = response.json()
-        except ValueError:
-            parsed_json = None
+    names, events, done, parsed_json = read_response(response, stream)
     return Result(
         status_code=response.status_code,
         headers=dict(response.headers),
@@ -657,27 +597,6 @@ def http_server(serving: Serving, transcript: TranscriptLike, *, step: int = 1) 
 
 
 # --- checking and comparing outputs ---------------------------------------------
-
-ID_KEYS = frozenset({"id", "item_id", "call_id", "response_id", "container_id"})
-
-
-def normalize(obj: Any) -> Any:
-    """Random ids replaced by placeholders in order of first appearance (so which
-    ids are equal is kept), timestamps zeroed."""
-    seen: dict[str, str] = {}
-
-    def walk(o: Any, key: str | None = None) -> Any:
-        if isinstance(o, dict):
-            return {k: walk(v, k) for k, v in o.items()}
-        if isinstance(o, list):
-            return [walk(v) for v in o]
-        if key in ID_KEYS and isinstance(o, str):
-            return seen.setdefault(o, f"<id{len(seen)}>")
-        if key in ("created_at", "created"):
-            return 0
-        return o
-
-    return walk(obj)
 
 
 def check_stream(r: Result, *, strict: bool = False) -> dict[str, Any]:

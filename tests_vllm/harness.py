@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import sys
-import traceback
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +38,19 @@ os.environ.setdefault("VLLM_SYSTEM_START_DATE", "2026-01-01")
 os.environ.setdefault("VLLM_GPT_OSS_SYSTEM_TOOL_MCP_LABELS", "container")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
+# The client side both suites share (tests/suite_client.py): appended, so this
+# directory's own modules come first.
+if str(REPO / "tests") not in sys.path:
+    sys.path.append(str(REPO / "tests"))
+
 import logging  # noqa: E402
 
 import httpx  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from openai_harmony import HarmonyEncodingName, load_harmony_encoding  # noqa: E402
+from suite_client import CatchAppErrors, final_response, post, read_response  # noqa: E402
+from suite_client import normalize as normalize  # noqa: E402  (harness.normalize)
+from suite_client import parse_sse as parse_sse  # noqa: E402  (harness.parse_sse)
 from vllm.entrypoints.mcp.tool_server import MCPToolServer, ToolServer  # noqa: E402
 from vllm.entrypoints.openai.chat_completion import api_router as chat_router  # noqa: E402
 from vllm.entrypoints.openai.chat_completion.serving import OpenAIServingChat  # noqa: E402
@@ -278,20 +284,6 @@ class App:
     app_errors: list[str] = field(default_factory=list)
 
 
-class _CatchAppErrors:
-    """ASGI wrapper recording an exception that escapes vLLM (e.g. mid-stream)."""
-
-    def __init__(self, app: FastAPI, errors: list[str]) -> None:
-        self.app, self.errors = app, errors
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await self.app(scope, receive, send)
-        except Exception as e:
-            self.errors.append("".join(traceback.format_exception_only(type(e), e)).strip())
-            raise
-
-
 def build_app(tool_server: ToolServer | None = None) -> App:
     engine = ScriptedEngine()
     models = OpenAIServingModels(engine, [BaseModelPath(name=MODEL, model_path=MODEL)])  # type: ignore[arg-type]
@@ -395,52 +387,12 @@ class Result:
     @property
     def final_response(self) -> dict[str, Any] | None:
         """Responses: the terminal event's response (stream) or the body."""
-        if not self.stream:
-            return self.json
-        for ev in reversed(self.events):
-            if ev.get("type") in ("response.completed", "response.incomplete", "response.failed"):
-                return ev["response"]  # type: ignore[no-any-return]
-        return None
-
-
-def parse_sse(body: bytes) -> tuple[list[str | None], list[dict[str, Any]], bool]:
-    names: list[str | None] = []
-    events: list[dict[str, Any]] = []
-    done = False
-    for block in body.decode("utf-8").split("\n\n"):
-        if not block.strip():
-            continue
-        name, data = None, []
-        for line in block.split("\n"):
-            if line.startswith("event: "):
-                name = line[len("event: ") :]
-            elif line.startswith("data: "):
-                data.append(line[len("data: ") :])
-            elif line.startswith(":"):
-                continue  # SSE comment (keep-alive)
-            else:
-                raise AssertionError(f"unexpected SSE line {line!r}")
-        payload = "\n".join(data)
-        if payload == "[DONE]":
-            done = True
-            continue
-        names.append(name)
-        events.append(json.loads(payload))
-    return names, events, done
+        return final_response(self.stream, self.json, self.events)
 
 
 async def _post(app: App, path: str, body: dict[str, Any]) -> httpx.Response:
-    transport = httpx.ASGITransport(
-        app=_CatchAppErrors(app.app, app.app_errors),  # type: ignore[arg-type]
-        raise_app_exceptions=False,
-    )
-    async with httpx.AsyncClient(transport=transport, base_url="http://vllm.test") as client:
-        # httpx's timeout does not reach an in-process app: a response that never
-        # ends fails the test after REQUEST_TIMEOUT_S instead of hanging the suite.
-        return await asyncio.wait_for(client.post(path, json=body), REQUEST_TIMEOUT_S)
-
-
-REQUEST_TIMEOUT_S = 60
+    wrapped = CatchAppErrors(app.app, app.app_errors)
+    return await post(wrapped, path, body, base_url="http://vllm.test")
 
 
 def _request(
@@ -462,18 +414,7 @@ def _request(
     if script.errors:
         raise AssertionError("; ".join(script.errors))
     stream = bool(body.get("stream"))
-    content_type = response.headers.get("content-type", "")
-    names: list[str | None] = []
-    events: list[dict[str, Any]] = []
-    done = False
-    parsed_json = None
-    if stream and content_type.startswith("text/event-stream"):
-        names, events, done = parse_sse(response.content)
-    elif response.content:
-        try:
-            parsed_json = response.json()
-        except ValueError:
-            parsed_json = None
+    names, events, done, parsed_json = read_response(response, stream)
     return Result(
         status_code=response.status_code,
         body=response.content,
@@ -529,28 +470,6 @@ def chat(
 
 
 # --- comparing outputs ------------------------------------------------------------
-
-
-ID_KEYS = frozenset({"id", "item_id", "call_id", "response_id", "container_id"})
-
-
-def normalize(obj: Any) -> Any:
-    """Random ids replaced by placeholders in order of first appearance (so which
-    ids are equal is kept), timestamps zeroed."""
-    seen: dict[str, str] = {}
-
-    def walk(o: Any, key: str | None = None) -> Any:
-        if isinstance(o, dict):
-            return {k: walk(v, k) for k, v in o.items()}
-        if isinstance(o, list):
-            return [walk(v) for v in o]
-        if key in ID_KEYS and isinstance(o, str):
-            return seen.setdefault(o, f"<id{len(seen)}>")
-        if key in ("created_at", "created"):
-            return 0
-        return o
-
-    return walk(obj)
 
 
 @dataclass
